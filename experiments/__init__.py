@@ -1,0 +1,1 @@
+"""Experiment launchers (`python -m experiments.<family>`) and their configs."""

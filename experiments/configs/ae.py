@@ -1,0 +1,13 @@
+"""Deterministic autoencoder on binarized mnist5k (Bernoulli reconstruction loss).
+
+Same network and schedule as vae.py with a 32-unit linear code. Reports the test
+reconstruction NLL (nats) and MSE. Variants as vae.py.
+"""
+
+from experiments.configs import common, vae
+
+
+def get_config(arg: str = ""):
+  c = vae.base_config()
+  c.model.kind = "ae"
+  return common.apply_variants(c, arg, vae.VARIANTS)

@@ -1,0 +1,63 @@
+"""Defaults every experiment shares, and the variant parser for `--config=FILE:variant`."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import ml_collections
+
+
+def trainer_defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_devices = 0  # 0: every local device; the global batch is split over them.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist5k"
+  c.data.data_dir = ""  # "" -> $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.data.transforms = ("dynamic_binarize",)
+  c.data.path = ""  # image_folder: the folder of images
+  c.data.image_size = 64  # image_folder: square side after resize + centre crop
+  c.data.channels = 3  # image_folder
+  c.data.test_fraction = 0.05  # image_folder
+  c.data.train_size = 50_000  # 2-D densities
+  c.data.test_size = 10_000  # 2-D densities
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 10_000
+  c.train.batch_size = 100  # global, across all devices
+  c.train.log_every = 100
+  c.train.checkpoint_every = 1_000
+  c.train.keep_checkpoints = 3
+  c.train.sample_every = 2_500
+  c.train.ema_decay = 0.999
+  c.train.progress_bar = True
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adam"
+  c.optim.learning_rate = 1e-3
+  c.optim.warmup_steps = 200
+  c.optim.final_lr_fraction = 0.1
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0
+  c.optim.grad_clip_norm = 100.0
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 0
+  c.eval.batch_size = 100
+  c.eval.num_examples = 0  # 0: the whole test split
+  return c
+
+
+def apply_variants(config: ml_collections.ConfigDict, arg: str,
+                   variants: Mapping[str, Callable[[ml_collections.ConfigDict], None]]):
+  """Applies comma-separated variants (e.g. "digits,smoke") in order, then locks the config
+  so that a misspelt field is an error, not a silent new field."""
+  for name in filter(None, (arg or "").split(",")):
+    if name not in variants:
+      raise ValueError(f"unknown config variant {name!r}; choose from {sorted(variants)}")
+    variants[name](config)
+  config.lock()
+  return config

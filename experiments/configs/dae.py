@@ -1,0 +1,12 @@
+"""Denoising autoencoder on binarized mnist5k: salt-and-pepper corruption of 20 % of pixels,
+loss = Bernoulli NLL of the clean image. Variants as vae.py."""
+
+from experiments.configs import common, vae
+
+
+def get_config(arg: str = ""):
+  c = vae.base_config()
+  c.model.kind = "dae"
+  c.model.corruption = "salt_and_pepper"
+  c.model.corruption_level = 0.2
+  return common.apply_variants(c, arg, vae.VARIANTS)

@@ -1,0 +1,11 @@
+"""Two-level Markov hierarchical VAE on binarized mnist5k: x -> z1 (32) -> z2 (16),
+MLP 784-512-256 for q(z1|x) and p(x|z1), 256-unit MLPs for q(z2|z1) and p(z1|z2).
+Variants as vae.py."""
+
+from experiments.configs import common, vae
+
+
+def get_config(arg: str = ""):
+  c = vae.base_config()
+  c.model.kind = "hvae"
+  return common.apply_variants(c, arg, vae.VARIANTS)

@@ -1,0 +1,74 @@
+"""Data transforms applied on device, keyed per example.
+
+Images arrive as uint8 and are first scaled to [0, 1]. Random transforms draw
+with fold_in(key, global stream position) during training (fresh each time an
+example is seen) and with fold_in(key, example id) at evaluation (one fixed draw
+per example, e.g. the static binarization of a test set).
+
+- dynamic_binarize:   x ~ Bernoulli(x)              (training: new draw each visit)
+- static_binarize:    x ~ Bernoulli(x), fixed per example id
+- threshold_binarize: x = 1[x > 1/2]
+- uniform_dequantize: x = (255 x + u) / 256, u ~ U[0, 1)
+- scale_to_symmetric: x = 2x - 1                     ([0, 1] -> [-1, 1])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from gen_jax.keys import fold_in_indices
+
+PIXEL_MAX = 255.0
+BINARIZE_THRESHOLD = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  fn: Callable  # (key, x_i) -> x_i for one example
+  random: bool
+  per_visit: bool  # random draws change per visit in training (else fixed per example id)
+
+
+TRANSFORMS: Mapping[str, Transform] = {
+    "dynamic_binarize": Transform(
+        lambda k, x: jax.random.bernoulli(k, x).astype(x.dtype), True, True),
+    "static_binarize": Transform(
+        lambda k, x: jax.random.bernoulli(k, x).astype(x.dtype), True, False),
+    "threshold_binarize": Transform(
+        lambda k, x: (x > BINARIZE_THRESHOLD).astype(x.dtype), False, False),
+    "uniform_dequantize": Transform(
+        lambda k, x: (PIXEL_MAX * x + jax.random.uniform(k, x.shape, x.dtype)) / (PIXEL_MAX + 1),
+        True, True),
+    "scale_to_symmetric": Transform(lambda k, x: 2.0 * x - 1.0, False, False),
+}
+
+
+def check_transform_names(names: Sequence[str]):
+  unknown = [n for n in names if n not in TRANSFORMS]
+  if unknown:
+    raise ValueError(f"unknown data transform(s) {unknown} in data.transforms; "
+                     f"choose from {sorted(TRANSFORMS)}")
+
+
+def to_unit_interval(x):
+  """uint8 pixels -> float32 in [0, 1]; floating inputs are passed through."""
+  if jnp.issubdtype(x.dtype, jnp.integer):
+    return x.astype(jnp.float32) / PIXEL_MAX
+  return x
+
+
+def apply_transforms(names: Sequence[str], batch, key, training: bool):
+  """Returns batch["x"] transformed; `batch` holds "x", "index" (stream position) and "id"."""
+  check_transform_names(names)
+  x = to_unit_interval(batch["x"])
+  for position, name in enumerate(names):
+    transform = TRANSFORMS[name]
+    use_visit = training and transform.per_visit
+    indices = batch["index"] if use_visit else batch["id"]
+    keys = fold_in_indices(jax.random.fold_in(key, position), indices)
+    x = jax.vmap(transform.fn)(keys, x)
+  return x

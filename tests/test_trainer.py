@@ -1,0 +1,207 @@
+"""The trainer's contract: outputs, exact resume, data parallelism, one trace per shape,
+non-finite stops, and clear errors that leave the workdir untouched."""
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import vae as vae_config
+from gen_jax.data import load_dataset
+from gen_jax.tasks import autoencoders
+from gen_jax.training import Task, make_mesh, make_train_step, train
+from gen_jax.training.optim import make_optimizer
+from gen_jax.training.workdir import WorkdirMismatchError
+from gen_jax.training.writers import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config(**overrides):
+  config = vae_config.get_config("smoke")
+  with config.unlocked():
+    config.train.progress_bar = False
+    config.eval.iwae_samples = 8
+    config.eval.iwae_chunk_size = 8
+    for path, value in overrides.items():
+      node = config
+      *parents, leaf = path.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir):
+  return load_dataset(smoke_config().data)
+
+
+def snapshot(directory):
+  """Path -> content hash for every file under a directory."""
+  return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
+
+
+def run(config, workdir, dataset, stop_after_step=None):
+  task = autoencoders.make_task(config, dataset)
+  return train(task, config, str(workdir), dataset, stop_after_step)
+
+
+def test_smoke_run_writes_the_workdir_contract(tmp_path, digits):
+  config = smoke_config()
+  result = run(config, tmp_path, digits)
+  records = read_metrics(tmp_path)
+  steps = [r["step"] for r in records if "loss" in r]
+  assert steps == [10, 20, 30, 40]
+  assert {"elbo", "kl", "log_px_z", "loss", "elbo_bpd", "grad_norm"} <= set(records[0])
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  assert list(tmp_path.glob("events.out.tfevents*"))
+  samples = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
+  assert "final_samples.png" in samples and "final_reconstructions.png" in samples
+  assert "final_interpolations.png" in samples and "final_latents.png" in samples
+  assert (tmp_path / "loss_curves.png").exists()
+  evaluation = json.loads((tmp_path / "eval.json").read_text())
+  assert evaluation["num_examples"] == 297 and evaluation["step"] == 40
+  # The IWAE bound is at least the ELBO; both are finite and in nats.
+  assert evaluation["iwae8"] >= evaluation["elbo"] - 0.5
+  assert result.step == 40 and np.isfinite(result.last_terms["loss"])
+
+
+def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits, capsys):
+  config = smoke_config()
+  straight = run(config, tmp_path / "straight", digits)
+  first = run(config, tmp_path / "resumed", digits, stop_after_step=20)
+  assert first.step == 20
+  resumed = run(config, tmp_path / "resumed", digits)
+  assert "resuming from step 20" in capsys.readouterr().out
+  chex.assert_trees_all_equal(jax.device_get(straight.state["params"]),
+                              jax.device_get(resumed.state["params"]))
+  chex.assert_trees_all_equal(jax.device_get(straight.state["ema_params"]),
+                              jax.device_get(resumed.state["ema_params"]))
+  assert straight.last_terms["loss"] == resumed.last_terms["loss"]
+  # metrics.jsonl was appended to, not rewritten.
+  steps = [r["step"] for r in map(json.loads, open(tmp_path / "resumed" / "metrics.jsonl")) if "loss" in r]
+  assert steps == [10, 20, 30, 40]
+
+
+def launcher(workdir, *flags, devices=1):
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+         "TQDM_DISABLE": "1"}
+  return subprocess.run([sys.executable, "-m", "experiments.vae", f"--workdir={workdir}", *flags],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_one_and_four_devices_log_the_same_losses(tmp_path):
+  flags = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0")
+  one = launcher(tmp_path / "one", *flags, devices=1)
+  four = launcher(tmp_path / "four", *flags, devices=4)
+  assert one.returncode == 0, one.stderr[-2000:]
+  assert four.returncode == 0, four.stderr[-2000:]
+  losses = lambda d: [(r["step"], r["loss"], r["kl"]) for r in read_metrics(d) if "loss" in r]
+  a, b = losses(tmp_path / "one"), losses(tmp_path / "four")
+  assert [s for s, *_ in a] == [s for s, *_ in b] == [10, 20, 30, 40]
+  np.testing.assert_allclose(np.array(a)[:, 1:], np.array(b)[:, 1:], rtol=1e-3)
+
+
+def test_global_batch_must_divide_over_devices(tmp_path, digits):
+  config = smoke_config(**{"train.batch_size": 30, "num_devices": 4})
+  with pytest.raises(ValueError, match="divisible by the 4 devices"):
+    run(config, tmp_path, digits)
+
+
+def test_train_step_compiles_once_per_shape(digits):
+  config = smoke_config()
+  task = autoencoders.make_task(config, digits)
+  traced = Task(name="traced", init=task.init, loss_fn=chex.assert_max_traces(task.loss_fn, n=1))
+  mesh = make_mesh(2)
+  tx, _ = make_optimizer(config.optim, 10)
+  from gen_jax.training.trainer import initial_state, to_global
+  from gen_jax.data import BatchSampler
+  from jax.sharding import NamedSharding, PartitionSpec
+  sampler = BatchSampler(len(digits.train), 8, 0)
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  x0 = jnp.zeros((1, 8, 8, 1))
+  state = jax.device_put(initial_state(traced, tx, x0, jax.random.key(0)),
+                         NamedSharding(mesh, PartitionSpec()))
+  step = make_train_step(traced, tx, ("dynamic_binarize",), jax.random.key(1), jax.random.key(2),
+                         0.99, mesh)
+  for i in range(3):
+    state, _ = step(state, to_global(sampler.local_batch(digits.train, i), sharding))
+  other = BatchSampler(len(digits.train), 16, 0)
+  with pytest.raises(AssertionError, match="traced"):
+    step(state, to_global(other.local_batch(digits.train, 0), sharding))
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_good_checkpoint(tmp_path, digits):
+  config = smoke_config(**{"train.checkpoint_every": 10, "train.log_every": 5})
+  base = autoencoders.make_task(config, digits)
+  bad_from = 13 * config.train.batch_size   # stream position of step 13's first example
+
+  def loss_fn(params, batch, key):
+    loss, terms = base.loss_fn(params, batch, key)
+    poisoned = jnp.where(batch["index"].max() >= bad_from, jnp.nan, terms["kl"])
+    return loss + 0.0 * poisoned, {**terms, "kl": poisoned}
+
+  task = Task(name="poisoned", init=base.init, loss_fn=loss_fn, check_data=base.check_data)
+  with pytest.raises(FloatingPointError, match=r"term 'kl' at step 13.*last good checkpoint is step 10"):
+    train(task, config, str(tmp_path), digits)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+
+
+def test_workdir_of_a_different_config_is_refused_and_untouched(tmp_path, digits):
+  run(smoke_config(), tmp_path, digits)
+  before = snapshot(tmp_path)
+  with pytest.raises(WorkdirMismatchError, match=r"different config \(model.latent_dim: 8 there, 12 here\)"):
+    run(smoke_config(**{"model.latent_dim": 12}), tmp_path, digits)
+  assert snapshot(tmp_path) == before
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path, digits):
+  run(smoke_config(**{"train.num_steps": 20}), tmp_path, digits)
+  (tmp_path / "config.json").unlink()
+  (tmp_path / "config.json").write_text(json.dumps(json.loads(
+      smoke_config(**{"model.latent_dim": 12}).to_json_best_effort())))
+  before = snapshot(tmp_path)
+  with pytest.raises(WorkdirMismatchError, match="cannot restore checkpoint 20"):
+    run(smoke_config(**{"model.latent_dim": 12}), tmp_path, digits)
+  assert snapshot(tmp_path) == before
+
+
+def test_data_outside_the_likelihood_range_is_refused_before_writing(tmp_path, digits):
+  config = smoke_config(**{"data.transforms": ()})
+  with pytest.raises(ValueError, match=r"bernoulli likelihood needs data in \{0, 1\}.*dynamic_binarize"):
+    run(config, tmp_path, digits)
+  assert snapshot(tmp_path) == {}
+
+
+def test_model_image_shape_that_does_not_match_the_data_is_refused(tmp_path, digits):
+  config = smoke_config(**{"model.image_shape": (28, 28, 1)})
+  with pytest.raises(ValueError, match=r"model.image_shape=\(28, 28, 1\) but data 'digits' has images of shape \(8, 8, 1\)"):
+    run(config, tmp_path, digits)
+
+
+def test_config_typo_on_the_command_line_is_a_one_line_error(tmp_path):
+  result = launcher(tmp_path, "--config=experiments/configs/vae.py:smoke", "--config.train.num_stpes=5")
+  assert result.returncode != 0
+  assert 'Did you mean "num_steps"' in result.stderr or "num_steps" in result.stderr
+  assert not any(tmp_path.iterdir())
+
+
+def test_unknown_config_variant_is_named(tmp_path):
+  with pytest.raises(ValueError, match="unknown config variant 'smok'"):
+    vae_config.get_config("smok")
+
+
+def test_config_typo_in_code_is_an_error():
+  config = vae_config.get_config("smoke")
+  with pytest.raises(AttributeError, match="num_steps"):
+    config.train.num_stpes = 5
