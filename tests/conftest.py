@@ -8,10 +8,8 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(tempfile.gettempdir(), "gen_jax_test_tfds"))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import jax  # noqa: E402  (after XLA_FLAGS)
-import pytest  # noqa: E402
+import pytest  # noqa: E402  (after XLA_FLAGS)
 
-jax.config.update("jax_threefry_partitionable", True)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,10 @@
 """Two-level Markov hierarchical VAE on binarized mnist5k: x -> z1 (32) -> z2 (16),
 MLP 784-512-256 for q(z1|x) and p(x|z1), 256-unit MLPs for q(z2|z1) and p(z1|z2).
-Variants as vae.py."""
+Variants as vae.py.
+
+Reached (README): test NLL (IWAE-5000) 95.8 nats, −ELBO 103.5 nats, in about 2 min of training
+plus 90 s of evaluation on the 2-core CPU.
+"""
 
 from experiments.configs import common, vae
 

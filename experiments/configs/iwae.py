@@ -1,5 +1,9 @@
 """VAE trained with the IWAE-k bound (Burda et al. 2016), k = 5, on binarized mnist5k.
-Same network as vae.py. Variants as vae.py."""
+Same network as vae.py. Variants as vae.py.
+
+Reached (README): test NLL (IWAE-5000) 95.6 nats, −ELBO 106.7 nats, in about 6 min of training
+plus 75 s of evaluation on the 2-core CPU.
+"""
 
 from experiments.configs import common, vae
 
