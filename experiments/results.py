@@ -1,73 +1,147 @@
-r"""Prints README's results table from the workdirs of documented runs.
+r"""Regenerates README's results table from the workdirs of the documented runs.
 
-  python -m experiments.results --runs_dir=/tmp/runs
+  python -m experiments.results --runs_dir=/tmp/runs            # print the table
+  python -m experiments.results --runs_dir=/tmp/runs --readme=README.md
 
-Each row is a workdir holding config.json, metrics.jsonl and eval.json (runs that have
-not finished are listed as such). The training time is the sum of the logged
-intervals in metrics.jsonl (compilation included, evaluation excluded).
+With --readme, the text between `<!-- results:start -->` and `<!-- results:end -->` is
+replaced, and each family's sample grid is copied to docs/images/. Every row comes from a
+workdir (config.json, metrics.jsonl, eval.json written by experiments.evaluate); a run
+that is missing is listed as not run. Training time is the sum of the logged intervals
+in metrics.jsonl (compilation included, evaluation excluded).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 
 from absl import app, flags
 
 from gen_jax.training.writers import read_metrics
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/runs", "Folder holding one workdir per run.")
-# The documented runs: (workdir name, config argument, what the row is).
-AUTOENCODER_RUNS = (
-    ("ae", "experiments/configs/ae.py", "AE (Bernoulli)"),
-    ("dae", "experiments/configs/dae.py", "DAE (salt-and-pepper 20 %)"),
-    ("sae", "experiments/configs/sae.py", "SAE (ρ = 0.05, β = 1)"),
-    ("vae", "experiments/configs/vae.py", "VAE"),
-    ("iwae", "experiments/configs/iwae.py", "VAE trained with IWAE-5"),
-    ("hvae", "experiments/configs/hvae.py", "Hierarchical VAE (2 levels)"),
+_README = flags.DEFINE_string("readme", "", "README to rewrite between the results markers.")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+IMAGES_DIR = os.path.join("docs", "images")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  workdir: str        # name under --runs_dir
+  launcher: str       # experiments.<launcher>
+  config: str         # config argument
+  title: str
+  family: str
+  dataset: str
+  figure: str = ""    # samples/ file to show in README for the family
+
+
+RUNS = (
+    Run("ae", "vae", "experiments/configs/ae.py", "AE (Bernoulli)", "autoencoders", "mnist5k"),
+    Run("dae", "vae", "experiments/configs/dae.py", "DAE (salt-and-pepper 20 %)", "autoencoders", "mnist5k"),
+    Run("sae", "vae", "experiments/configs/sae.py", "SAE (ρ = 0.05, β = 1)", "autoencoders", "mnist5k"),
+    Run("vae", "vae", "experiments/configs/vae.py", "VAE", "autoencoders", "mnist5k",
+        "final_samples.png"),
+    Run("iwae", "vae", "experiments/configs/iwae.py", "VAE trained with IWAE-5", "autoencoders", "mnist5k"),
+    Run("hvae", "vae", "experiments/configs/hvae.py", "Hierarchical VAE (2 levels)", "autoencoders",
+        "mnist5k"),
 )
+FLOORS = (("floor_mnist5k", "mnist5k"),)
 
 
 def training_seconds(records) -> float:
   total, previous = 0.0, 0
   for record in records:
-    if "steps_per_sec" in record and record["steps_per_sec"] > 0:
+    if record.get("steps_per_sec", 0) > 0:
       total += (record["step"] - previous) / record["steps_per_sec"]
       previous = record["step"]
   return total
 
 
-def autoencoder_row(runs_dir, name, config_arg, title):
-  workdir = os.path.join(runs_dir, name)
-  command = f"`python -m experiments.vae --workdir={workdir} --config={config_arg}`"
+def _fmt(value, digits=2):
+  return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _sample_columns(ev: dict, net: str) -> list[str]:
+  if f"fid_{net}" not in ev:
+    return ["—", "—", "—"]
+  kid = f"{1e3 * ev[f'kid_{net}']:.1f} ± {1e3 * ev[f'kid_{net}_std']:.1f}"
+  return [_fmt(ev[f"fid_{net}"]), kid, f"{ev[f'precision_{net}']:.2f} / {ev[f'recall_{net}']:.2f}"]
+
+
+def run_row(runs_dir: str, run: Run) -> str:
+  workdir = os.path.join(runs_dir, run.workdir)
+  command = f"`python -m experiments.{run.launcher} --workdir={workdir} --config={run.config}`"
   eval_path = os.path.join(workdir, "eval.json")
   if not os.path.exists(eval_path):
-    return f"| {title} | (not run) | | | | {command} |"
+    return f"| {run.title} | {run.dataset} | (not run) | | | | | | | {command} |"
   with open(eval_path) as f:
     ev = json.load(f)
-  records = read_metrics(workdir)
   nll_key = next((k for k in ev if k.startswith("nll_iwae") and not k.endswith("_bpd")), None)
   if nll_key:
-    k = nll_key.removeprefix("nll_iwae")
-    nll = f"{ev[nll_key]:.2f} (IWAE-{k})"
+    nll = f"{ev[nll_key]:.2f} (IWAE-{nll_key.removeprefix('nll_iwae')})"
     elbo = f"{-ev['elbo']:.2f}"
   else:
-    nll = f"{ev['recon_nll']:.2f} (reconstruction)"
-    elbo = "—"
-  minutes = training_seconds(records) / 60
-  return (f"| {title} | {nll} | {elbo} | {ev['step']:,} | {minutes:.1f} min | {command} |")
+    nll, elbo = f"{ev['recon_nll']:.2f} (recon.)", "—"
+  net = ev.get("feature_net", f"{run.dataset}_cls")
+  minutes = training_seconds(read_metrics(workdir)) / 60
+  return " | ".join(["", run.title, run.dataset, nll, elbo, *_sample_columns(ev, net),
+                     f"{ev['step']:,}", f"{minutes:.1f} min", command, ""]).strip()
 
 
-def autoencoder_table(runs_dir) -> str:
-  header = ("| model | test NLL, nats | test −ELBO, nats | steps | training time | command |\n"
-            "|---|---|---|---|---|---|")
-  rows = [autoencoder_row(runs_dir, *run) for run in AUTOENCODER_RUNS]
+def floor_row(runs_dir: str, name: str, dataset: str) -> str:
+  path = os.path.join(runs_dir, name, "eval.json")
+  command = f"`python -m experiments.evaluate --floor={dataset} --workdir={os.path.join(runs_dir, name)}`"
+  if not os.path.exists(path):
+    return f"| real test split (floor) | {dataset} | | | | | | | | {command} |"
+  with open(path) as f:
+    ev = json.load(f)
+  return " | ".join(["", "real test split (floor)", dataset, "—", "—",
+                     *_sample_columns(ev, ev["feature_net"]), "—", "—", command, ""]).strip()
+
+
+def table(runs_dir: str) -> str:
+  header = ("| model | data | test NLL, nats | test −ELBO, nats | FID (cls) | KID ×10³ (cls) | "
+            "precision / recall (cls) | steps | training time | command |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+  rows = [floor_row(runs_dir, *f) for f in FLOORS] + [run_row(runs_dir, r) for r in RUNS]
   return "\n".join([header, *rows])
+
+
+def copy_figures(runs_dir: str, repo_root: str) -> list[str]:
+  copied = []
+  for run in RUNS:
+    source = os.path.join(runs_dir, run.workdir, "samples", run.figure)
+    if run.figure and os.path.exists(source):
+      target = os.path.join(repo_root, IMAGES_DIR, f"{run.family}_{run.workdir}_{run.dataset}_samples.png")
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.copyfile(source, target)
+      copied.append(os.path.relpath(target, repo_root))
+  return copied
+
+
+def rewrite_readme(path: str, text: str):
+  with open(path) as f:
+    readme = f.read()
+  if START not in readme or END not in readme:
+    raise ValueError(f"{path} has no {START} ... {END} markers to replace")
+  head, rest = readme.split(START, 1)
+  _, tail = rest.split(END, 1)
+  with open(path, "w") as f:
+    f.write(f"{head}{START}\n{text}\n{END}{tail}")
 
 
 def main(argv):
   del argv
-  print(autoencoder_table(_RUNS_DIR.value))
+  text = table(_RUNS_DIR.value)
+  if _README.value:
+    root = os.path.dirname(os.path.abspath(_README.value))
+    figures = copy_figures(_RUNS_DIR.value, root)
+    images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in figures)
+    rewrite_readme(_README.value, text + ("\n\n" + images if images else ""))
+  print(text)
 
 
 if __name__ == "__main__":

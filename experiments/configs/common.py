@@ -9,6 +9,7 @@ import ml_collections
 
 def trainer_defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.family = ""  # set by each family's config: picks the task in experiments.evaluate
   c.seed = 0
   c.num_devices = 0  # 0: every local device; the global batch is split over them.
 

@@ -67,6 +67,7 @@ VARIANTS = {"smoke": smoke, "digits": digits, "mnist5k": mnist5k}
 
 def base_config() -> ml_collections.ConfigDict:
   c = common.trainer_defaults()
+  c.family = "autoencoders"
   c.model = model_defaults()
   c.eval.elbo_samples = 10
   c.eval.iwae_samples = 5_000  # IWAE-k negative log-likelihood at the end of training

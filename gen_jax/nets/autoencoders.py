@@ -99,8 +99,9 @@ class VAE(_ObservedModel):
   def reconstruct(self, x):
     return self.obs_model.mean(self.decode(self.encode(x)[0]))
 
-  def generate(self, z):
-    """Mean of p(x | z)."""
+  def generate(self, z, key=None):
+    """Mean of p(x | z) (`key` unused: one signature for every latent-variable model)."""
+    del key
     return self.obs_model.mean(self.decode(z))
 
   def latent_dims(self):

@@ -228,8 +228,7 @@ def make_task(config, dataset) -> Task:
     if kind.has_likelihood:
       latent_shape = model.apply(params, method="latent_dims")
       z = jax.random.normal(jax.random.fold_in(key, 2), (NUM_PRIOR_SAMPLES, *latent_shape))
-      gen_args = (z, jax.random.fold_in(key, 3)) if m.kind == "hvae" else (z,)
-      samples = model.apply(params, *gen_args, method="generate")
+      samples = model.apply(params, z, jax.random.fold_in(key, 3), method="generate")
       paths.append(plots.save_image_grid(_to_display(samples, obs), f"{prefix}_samples.png", 8))
     if final and m.kind in ("vae", "iwae"):
       mean, _ = model.apply(params, x, method="encode")
@@ -259,8 +258,25 @@ def make_task(config, dataset) -> Task:
     del labels
     return paths
 
+  def sample(params, keys):
+    """One image per key: z ~ p(z), then a draw of p(x | z) for Bernoulli decoders (binary
+    images, like the binarized data) or its mean for continuous ones; in [0, 1]."""
+    latent_shape = model.apply(params, method="latent_dims")
+
+    def generate_one(key):
+      z = jax.random.normal(jax.random.fold_in(key, 0), (1, *latent_shape))
+      return model.apply(params, z, jax.random.fold_in(key, 1), method="generate")[0]
+
+    mean = jax.vmap(generate_one)(keys)
+    if obs.data_range == "binary":
+      draw_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
+      return jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(jnp.float32))(draw_keys, mean)
+    return (mean + 1.0) / 2.0
+
   return Task(name=m.kind, init=init, loss_fn=loss_fn, check_data=check_data,
-              write_figures=write_figures, evaluate=evaluate)
+              write_figures=write_figures, evaluate=evaluate,
+              sample=sample if kind.has_likelihood else None,
+              to_display=lambda x: (x + 1.0) / 2.0 if obs.data_range == "symmetric" else x)
 
 
 def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):

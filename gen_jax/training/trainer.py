@@ -50,6 +50,8 @@ class Task:
   check_data: Callable[[np.ndarray], None] = lambda x: None   # raises on data the model cannot take
   write_figures: Optional[Callable] = None                    # (params, dataset, prefix, key, final) -> paths
   evaluate: Optional[Callable] = None                         # (params, dataset, key, final) -> metrics
+  sample: Optional[Callable] = None                           # (params, keys (n,)) -> n images in [0, 1]
+  to_display: Callable = lambda x: x                          # model-space data -> [0, 1] images
 
 
 @dataclasses.dataclass
@@ -136,6 +138,23 @@ def _raise_if_nonfinite(state, term_names, ckpt_step):
         f"non-finite value in loss term {term_names[term]!r} at step {int(state['nonfinite_step'])}; "
         f"training stopped, last good checkpoint is step {ckpt_step}: lower optim.learning_rate "
         "or set optim.grad_clip_norm")
+
+
+def restore_params(task: Task, config, workdir: str, dataset, which: str = "ema_params"):
+  """(params, step) of the newest checkpoint in `workdir`; `which` is "ema_params" or "params"."""
+  workdir = os.path.abspath(workdir)
+  workdir_lib.check_config_matches(workdir, config)
+  store = workdir_lib.CheckpointStore(workdir, 1, int(config.train.keep_checkpoints))
+  step = store.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {store.directory}: train first, or point "
+                            "--workdir at a run's directory")
+  tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
+  example = np.zeros((1, *dataset.element_shape), np.float32)
+  like = _checkpointed(initial_state(task, tx, jnp.asarray(example), jax.random.key(0)))
+  restored = store.restore(step, like)
+  store.close()
+  return restored[which], step
 
 
 def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int | None = None):

@@ -1,0 +1,31 @@
+"""Likelihood units: nats <-> bits per dimension, with the dequantization offset for 8-bit data."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+PIXEL_BINS = 256
+
+
+def nats_to_bpd(nats, num_dims: int):
+  """bits/dim = nats / (D ln 2)."""
+  return nats / (num_dims * math.log(2.0))
+
+
+def bpd_to_nats(bpd, num_dims: int):
+  return bpd * num_dims * math.log(2.0)
+
+
+def continuous_nll_to_bpd(nll_nats, num_dims: int, num_bins: int = PIXEL_BINS,
+                          interval_width: float = 1.0):
+  """bits/dim of 8-bit data from a continuous density's NLL on dequantized data.
+
+  A density on data scaled to an interval of width w (1 for [0, 1], 2 for [-1, 1]) with
+  `num_bins` levels has bins of width w / num_bins, so the discrete NLL is bounded by
+  nll + D log(num_bins / w) (Theis et al. 2016); in bits per dimension that is
+  (nll / D + log(num_bins / w)) / ln 2.
+  """
+  offset = num_dims * jnp.log(num_bins / interval_width)
+  return nats_to_bpd(nll_nats + offset, num_dims)
