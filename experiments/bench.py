@@ -1,9 +1,14 @@
 r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family's real train step.
 
   python -m experiments.bench vae [--steps=300] [--config=experiments/configs/vae.py]
+  python -m experiments.bench rbm --config=experiments/configs/rbm.py
 
-Times the jitted, sharded, donated train step on the configured data (after compilation
-and warm-up), with the host input pipeline included, and prints the machine it ran on.
+`vae`: times the jitted, sharded, donated train step on the configured data (after
+compilation and warm-up), with the host input pipeline included.
+`rbm`: one PCD-1 epoch on mnist5k (784x500, batch 100) of gen_jax's train step against
+scikit-learn's BernoulliRBM with the same settings, side by side in one run, and the
+achieved GFLOP/s as a fraction of this machine's measured float32 matmul peak.
+Both print the machine they ran on.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ from absl import app, flags, logging
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
-from gen_jax.data import BatchSampler, load_dataset
+from gen_jax.data import BatchSampler, apply_transforms, load_dataset
 from gen_jax.tasks import autoencoders
 from gen_jax.training import make_mesh, make_train_step
 from gen_jax.training.optim import make_optimizer
-from gen_jax.training.trainer import DATA_STREAM, LOSS_STREAM, initial_state, to_global
+from gen_jax.keys import DATA_STREAM, LOSS_STREAM
+from gen_jax.training.trainer import initial_state, to_global
 
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed steps after compilation.")
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_CONFIG_DIR, "vae.py"),
                                           "Config of the benchmarked model.", lock_config=True)
-BENCHMARKS = {"vae": autoencoders.make_task}
+_EPOCHS = flags.DEFINE_integer("epochs", 5, "rbm: epochs timed for each side.")
+PEAK_MATMUL_SIZE = 2048
+PEAK_REPEATS = 10
+# Matrix products per PCD-1 step, both implementations: p(h|v_data), h and v of the chain,
+# p(h|v_model), and the two outer products of the gradient.
+RBM_MATMULS_PER_STEP = 6
 
 
 def machine() -> str:
@@ -52,12 +63,13 @@ def bench_train_step(make_task, config, steps: int, warmup: int):
   root = jax.random.key(int(config.seed))
   sampler = BatchSampler(len(dataset.train), int(config.train.batch_size), int(config.seed))
   sharding = NamedSharding(mesh, PartitionSpec("data"))
-  first = sampler.local_batch(dataset.train, 0)
-  x0 = np.zeros((1, *dataset.element_shape), np.float32)
-  state = jax.device_put(initial_state(task, tx, x0, root), NamedSharding(mesh, PartitionSpec()))
-  step_fn = make_train_step(task, tx, tuple(config.data.transforms), jax.random.fold_in(root, DATA_STREAM),
+  data_key = jax.random.fold_in(root, DATA_STREAM)
+  first_x = jax.jit(lambda b: apply_transforms(tuple(config.data.transforms), b, data_key, True))(
+      sampler.local_batch(dataset.train, 0))
+  state = jax.device_put(initial_state(task, tx, first_x[:1], root, first_x),
+                         NamedSharding(mesh, PartitionSpec()))
+  step_fn = make_train_step(task, tx, tuple(config.data.transforms), data_key,
                             jax.random.fold_in(root, LOSS_STREAM), float(config.train.ema_decay), mesh)
-  del first
   for i in range(warmup):
     state, terms = step_fn(state, to_global(sampler.local_batch(dataset.train, i), sharding))
   jax.block_until_ready(terms)
@@ -69,18 +81,70 @@ def bench_train_step(make_task, config, steps: int, warmup: int):
   return steps / seconds, steps * int(config.train.batch_size) / seconds
 
 
+def matmul_peak_gflops(size: int = PEAK_MATMUL_SIZE, repeats: int = PEAK_REPEATS) -> float:
+  """Measured float32 matmul throughput of this machine through XLA (GFLOP/s)."""
+  a = jax.random.normal(jax.random.key(0), (size, size))
+  matmul = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(matmul(a, a))
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = matmul(a, a)
+  jax.block_until_ready(out)
+  return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def bench_vae(config):
+  steps_per_sec, examples_per_sec = bench_train_step(autoencoders.make_task, config, _STEPS.value,
+                                                     _WARMUP.value)
+  print(f"vae ({config.model.kind}, {config.model.network} {tuple(config.model.sizes)}, "
+        f"z={config.model.latent_dim}) on {config.data.name}, global batch "
+        f"{config.train.batch_size}: {steps_per_sec:.1f} train steps/s, "
+        f"{examples_per_sec:.0f} examples/s")
+
+
+def bench_rbm(config):
+  from sklearn.neural_network import BernoulliRBM
+  from gen_jax.tasks import rbm as rbm_task
+  with config.unlocked():
+    config.model.monitors = False  # the same work as scikit-learn's update
+  dataset = load_dataset(config.data)
+  steps_per_epoch = len(dataset.train) // int(config.train.batch_size)
+  epochs = _EPOCHS.value
+  steps_per_sec, _ = bench_train_step(rbm_task.make_task, config, epochs * steps_per_epoch,
+                                      _WARMUP.value)
+  ours = steps_per_epoch / steps_per_sec
+  images = dataset.train.arrays["x"].reshape(len(dataset.train), -1) / 255.0
+  binary = (np.random.default_rng(0).random(images.shape) < images).astype(np.float64)
+  sk = BernoulliRBM(n_components=int(config.model.num_hidden), learning_rate=0.01,
+                    batch_size=int(config.train.batch_size), n_iter=1, random_state=0)
+  sk.fit(binary)  # warm-up (first-call costs)
+  sk = BernoulliRBM(n_components=int(config.model.num_hidden), learning_rate=0.01,
+                    batch_size=int(config.train.batch_size), n_iter=epochs, random_state=0)
+  start = time.perf_counter()
+  sk.fit(binary)
+  theirs = (time.perf_counter() - start) / epochs
+  n_visible, n_hidden = binary.shape[1], int(config.model.num_hidden)
+  flops = RBM_MATMULS_PER_STEP * 2 * int(config.train.batch_size) * n_visible * n_hidden
+  achieved = flops * steps_per_sec / 1e9
+  peak = matmul_peak_gflops()
+  print(f"PCD-1 epoch on {config.data.name} ({n_visible}x{n_hidden}, batch {config.train.batch_size}, "
+        f"{steps_per_epoch} steps), mean of {epochs} epochs:")
+  print(f"  gen_jax:      {ours * 1e3:.1f} ms/epoch")
+  print(f"  scikit-learn: {theirs * 1e3:.1f} ms/epoch (BernoulliRBM.fit, float64 as it computes)")
+  print(f"  speed-up:     {theirs / ours:.2f}x")
+  print(f"  gen_jax achieved {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the measured "
+        f"float32 matmul peak {peak:.1f} GFLOP/s ({PEAK_MATMUL_SIZE}^3 jit matmul)")
+
+
+BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm}
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in BENCHMARKS:
     raise app.UsageError(f"usage: python -m experiments.bench {{{'|'.join(BENCHMARKS)}}}")
   logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
-  steps_per_sec, examples_per_sec = bench_train_step(BENCHMARKS[argv[1]], config, _STEPS.value,
-                                                     _WARMUP.value)
   print(f"machine: {machine()}")
-  print(f"{argv[1]} ({config.model.kind}, {config.model.network} {tuple(config.model.sizes)}, "
-        f"z={config.model.latent_dim}) on {config.data.name}, global batch "
-        f"{config.train.batch_size}: {steps_per_sec:.1f} train steps/s, "
-        f"{examples_per_sec:.0f} examples/s")
+  BENCHMARKS[argv[1]](_CONFIG.value)
 
 
 if __name__ == "__main__":

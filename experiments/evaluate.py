@@ -34,7 +34,8 @@ _FEATURE_NET = flags.DEFINE_string("feature_net", "", "Feature network (default 
 _INCEPTION_WEIGHTS = flags.DEFINE_string("inception_weights", "", "Inception-v3 .npz (for inception_v3).")
 _PARAMS = flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
 _FLOOR = flags.DEFINE_string("floor", "", "Score this dataset's real test split instead of a run.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample draws.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample draws (and, with --floor, of the data "
+                             "binarization, as a run's config.seed).")
 EVAL_FILE = "eval.json"
 # Each family's task module (explicit: no registration by import side effect).
 FAMILIES = {"autoencoders": autoencoders}
@@ -69,7 +70,8 @@ def evaluate_run(workdir: str, num_samples: int = 0, feature_net: str = "",
     results.update(protocol.sample_quality(
         lambda keys: task.sample(params, keys), dataset, tuple(config.data.transforms), net,
         jax.random.fold_in(key, 1), task.to_display,
-        num_samples=num_samples or len(dataset.test), data_dir=config.data.data_dir))
+        num_samples=num_samples or len(dataset.test), data_seed=int(config.seed),
+        data_dir=config.data.data_dir))
   results["eval_seconds"] = time.perf_counter() - started
   with open(os.path.join(workdir, EVAL_FILE), "w") as f:
     json.dump(results, f, indent=2)
@@ -83,7 +85,7 @@ def evaluate_floor(dataset_name: str, workdir: str, feature_net: str = "", seed:
                                 weights=inception_weights)
   results = {"dataset": dataset_name, **protocol.real_vs_real(
       dataset, FLOOR_TRANSFORMS.get(dataset_name, ()), net, jax.random.fold_in(jax.random.key(seed), 1),
-      lambda x: x)}
+      lambda x: x, data_seed=seed)}
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, EVAL_FILE), "w") as f:
     json.dump(results, f, indent=2)

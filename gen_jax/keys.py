@@ -11,6 +11,25 @@ import jax
 import jax.numpy as jnp
 
 
+# Named streams folded into the run's root key jax.random.key(config.seed).
+INIT_STREAM, DATA_STREAM, LOSS_STREAM, SAMPLE_STREAM, EVAL_STREAM = range(5)
+# Data splits other than train fold this offset plus their position into the data key.
+SPLIT_OFFSET = 1000
+SPLITS = ("train", "test", "validation")
+
+
+def stream_key(seed: int, stream: int):
+  """fold_in(key(seed), stream): the key of one named use of randomness in a run."""
+  return jax.random.fold_in(jax.random.key(int(seed)), stream)
+
+
+def split_data_key(seed: int, split: str):
+  """The data-transform key of a split: the training key for "train" (so evaluation sees the
+  binarization training saw), a distinct fold for every other split."""
+  key = stream_key(seed, DATA_STREAM)
+  return key if split == "train" else jax.random.fold_in(key, SPLIT_OFFSET + SPLITS.index(split))
+
+
 def is_typed_key(key) -> bool:
   return jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
 

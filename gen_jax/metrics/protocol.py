@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from gen_jax.data import apply_transforms, eval_batches
 from gen_jax.data.builders import default_data_dir
+from gen_jax.keys import split_data_key
 from gen_jax.metrics import sample_metrics
 from gen_jax.metrics.features import FeatureNet
 
@@ -57,12 +58,16 @@ def split_images(dataset, split: str, transforms, key, to_display):
   return np.concatenate(images)
 
 
-def reference_features(dataset, split: str, transforms, net: FeatureNet, key, to_display,
+def reference_features(dataset, split: str, transforms, net: FeatureNet, seed: int, to_display,
                        data_dir: str = ""):
-  """Cached features of a dataset split; returns (features, logits, provenance)."""
+  """Cached features of a dataset split after the evaluation transforms keyed by
+  `split_data_key(seed, split)` (the same draws training and likelihood evaluation use);
+  returns (features, logits, provenance)."""
+  key = split_data_key(seed, split)
   tag = json.dumps({"dataset": dataset.name, "info": dataset.info.get("version", ""), "split": split,
                     "transforms": list(transforms), "net": net.name,
-                    "key": np.asarray(jax.random.key_data(key)).tolist()}, sort_keys=True)
+                    "key": np.asarray(jax.random.key_data(key)).tolist(),
+                    "features": "scaled"}, sort_keys=True)
   digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
   cache = os.path.join(data_dir or default_data_dir(), REFERENCE_DIR,
                        f"{dataset.name}_{split}_{net.name}_{digest}.npz")
@@ -107,12 +112,12 @@ def compare_features(real_features, real_logits, fake_features, fake_logits, net
 
 
 def sample_quality(sample_fn, dataset, transforms, net: FeatureNet, key, to_display, *,
-                   num_samples: int, reference_split: str = "train", batch_size: int = 250,
-                   data_dir: str = "") -> dict:
+                   num_samples: int, data_seed: int, reference_split: str = "train",
+                   batch_size: int = 250, data_dir: str = "") -> dict:
   """Metrics of `num_samples` model samples against the reference split, with provenance."""
-  data_key, sample_key, kid_key = jax.random.split(key, 3)
+  sample_key, kid_key = jax.random.split(key)
   real_f, real_l, provenance = reference_features(dataset, reference_split, transforms, net,
-                                                  data_key, to_display, data_dir)
+                                                  data_seed, to_display, data_dir)
   images = draw_samples(sample_fn, sample_key, num_samples, batch_size)
   fake_f, fake_l = extract_features(net, images)
   metrics = compare_features(real_f, real_l, fake_f, fake_l, net.name, kid_key)
@@ -121,13 +126,13 @@ def sample_quality(sample_fn, dataset, transforms, net: FeatureNet, key, to_disp
           "comparable_with_inception_fid": net.comparable_with_literature, **provenance}
 
 
-def real_vs_real(dataset, transforms, net: FeatureNet, key, to_display, *, split: str = "test",
-                 reference_split: str = "train", data_dir: str = "") -> dict:
+def real_vs_real(dataset, transforms, net: FeatureNet, key, to_display, *, data_seed: int,
+                 split: str = "test", reference_split: str = "train", data_dir: str = "") -> dict:
   """The floor: the metrics of a real split against the reference split (same protocol)."""
-  data_key, _, kid_key = jax.random.split(key, 3)
-  real_f, real_l, _ = reference_features(dataset, reference_split, transforms, net, data_key,
+  _, kid_key = jax.random.split(key)
+  real_f, real_l, _ = reference_features(dataset, reference_split, transforms, net, data_seed,
                                          to_display, data_dir)
-  other_f, other_l, _ = reference_features(dataset, split, transforms, net, data_key, to_display,
+  other_f, other_l, _ = reference_features(dataset, split, transforms, net, data_seed, to_display,
                                            data_dir)
   metrics = compare_features(real_f, real_l, other_f, other_l, net.name, kid_key)
   return {**metrics, "num_samples": int(len(other_f)), "samples": f"real {split} split",

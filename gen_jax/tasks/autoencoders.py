@@ -21,7 +21,7 @@ from gen_jax import distributions, nets
 from gen_jax.autoencoders import ae as ae_math
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.keys import fold_in_indices
+from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.training import Task, plots, train
 
 # Sub-streams of the loss key.
@@ -178,8 +178,10 @@ def make_task(config, dataset) -> Task:
     _, decoded = model.apply(params, x)
     return ae_math.reconstruction_terms(x, decoded, obs)
 
+  test_key = split_data_key(config.seed, "test")
+
   def evaluate(params, dataset, key, final):
-    data_key, latent_key = jax.random.split(key)
+    latent_key = key
     totals, count = {}, 0
     use_iwae = final and kind.has_likelihood and int(ev.iwae_samples) > 0
     batch_size = int(ev.iwae_batch_size if use_iwae else ev.batch_size)
@@ -188,7 +190,7 @@ def make_task(config, dataset) -> Task:
     for batch in tqdm(batches, desc="evaluate", unit="batch", mininterval=2.0,
                       disable=not (final and use_iwae)):
       mask = batch.pop("mask")
-      x = eval_transform(batch, data_key)
+      x = eval_transform(batch, test_key)
       keys = fold_in_indices(latent_key, batch["id"])
       if kind.has_likelihood:
         values = {"elbo": eval_elbo(params, x, keys)}
@@ -213,7 +215,7 @@ def make_task(config, dataset) -> Task:
     first = next(eval_batches(dataset.test, NUM_FIGURE_EXAMPLES))
     first.pop("mask")
     labels = first["label"]
-    x = eval_transform(first, jax.random.fold_in(key, 0))
+    x = eval_transform(first, test_key)
     paths = []
     x_in = x
     if m.kind == "dae":
@@ -242,7 +244,7 @@ def make_task(config, dataset) -> Task:
       codes, code_labels = [], []
       for batch in eval_batches(dataset.test, 100):
         mask = batch.pop("mask")
-        xb = eval_transform(batch, jax.random.fold_in(key, 0))
+        xb = eval_transform(batch, test_key)
         code = (model.apply(params, xb, method="encode")[0] if kind.has_likelihood
                 else model.apply(params, xb, method="encode"))
         codes.append(np.asarray(code).reshape(len(mask), -1)[mask])

@@ -30,12 +30,11 @@ from tqdm.auto import tqdm
 
 from gen_jax.data import BatchSampler, apply_transforms, load_dataset
 from gen_jax.data.transforms import check_transform_names
+from gen_jax.keys import DATA_STREAM, EVAL_STREAM, INIT_STREAM, LOSS_STREAM, SAMPLE_STREAM
 from gen_jax.training import plots, workdir as workdir_lib
 from gen_jax.training.optim import ema_update, make_optimizer
 from gen_jax.training.writers import MetricWriter, read_metrics
 
-# Named streams folded into the root key.
-INIT_STREAM, DATA_STREAM, LOSS_STREAM, SAMPLE_STREAM, EVAL_STREAM = range(5)
 SAMPLES_DIR = "samples"
 EVAL_FILE = "eval.json"
 NO_TERM = -1
@@ -52,6 +51,9 @@ class Task:
   evaluate: Optional[Callable] = None                         # (params, dataset, key, final) -> metrics
   sample: Optional[Callable] = None                           # (params, keys (n,)) -> n images in [0, 1]
   to_display: Callable = lambda x: x                          # model-space data -> [0, 1] images
+  # Optional state the loss carries between steps (e.g. PCD's persistent chains). With it,
+  # loss_fn is (params, batch, key, aux) -> (loss, (terms, new_aux)); aux is checkpointed.
+  init_aux: Optional[Callable] = None                         # (key, x_first_batch, params) -> aux
 
 
 @dataclasses.dataclass
@@ -86,8 +88,13 @@ def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_dec
   def train_step(state, batch):
     x = apply_transforms(transform_names, batch, data_key, training=True)
     batch = {**batch, "x": x}
-    (loss, terms), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
-        state["params"], batch, loss_key)
+    if task.init_aux is None:
+      (loss, terms), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
+          state["params"], batch, loss_key)
+      aux = state["aux"]
+    else:
+      (loss, (terms, aux)), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
+          state["params"], batch, loss_key, state["aux"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     terms = {**terms, "loss": loss, "grad_norm": optax.global_norm(grads)}
@@ -103,6 +110,7 @@ def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_dec
                            state["ema_params"]),
         "step": state["step"] + 1,
         "rng": state["rng"],
+        "aux": keep(aux, state["aux"]),
         "nonfinite_term": jnp.where(healthy & ~jnp.all(finite), jnp.argmin(finite),
                                     state["nonfinite_term"]).astype(jnp.int32),
         "nonfinite_step": jnp.where(healthy & ~jnp.all(finite), state["step"],
@@ -115,12 +123,19 @@ def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_dec
 
 
 def _checkpointed(state):
-  return {k: state[k] for k in ("params", "opt_state", "ema_params", "step", "rng")}
+  """What a checkpoint holds; "aux" only for tasks that carry state (older layouts stay valid)."""
+  names = ("params", "opt_state", "ema_params", "step", "rng") + (("aux",) if state["aux"] else ())
+  return {k: state[k] for k in names}
 
 
-def initial_state(task: Task, tx, example_x, root_key):
+def initial_state(task: Task, tx, example_x, root_key, first_x=None):
   params = task.init(jax.random.fold_in(root_key, INIT_STREAM), example_x)
+  aux = {}
+  if task.init_aux is not None:
+    aux = task.init_aux(jax.random.fold_in(root_key, INIT_STREAM),
+                        example_x if first_x is None else first_x, params)
   return {
+      "aux": aux,
       "params": params,
       "opt_state": tx.init(params),
       "ema_params": jax.tree.map(jnp.copy, params),
@@ -151,7 +166,9 @@ def restore_params(task: Task, config, workdir: str, dataset, which: str = "ema_
                             "--workdir at a run's directory")
   tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
   example = np.zeros((1, *dataset.element_shape), np.float32)
-  like = _checkpointed(initial_state(task, tx, jnp.asarray(example), jax.random.key(0)))
+  first_x = np.zeros((int(config.train.batch_size), *dataset.element_shape), np.float32)
+  like = _checkpointed(initial_state(task, tx, jnp.asarray(example), jax.random.key(0),
+                                     jnp.asarray(first_x)))
   restored = store.restore(step, like)
   store.close()
   return restored[which], step
@@ -188,7 +205,8 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
   task.check_data(first_x)
 
   tx, schedule = make_optimizer(config.optim, num_steps)
-  state = jax.device_put(initial_state(task, tx, jnp.asarray(first_x[:1]), root_key), replicated)
+  state = jax.device_put(initial_state(task, tx, jnp.asarray(first_x[:1]), root_key,
+                                       jnp.asarray(first_x)), replicated)
   store = workdir_lib.CheckpointStore(workdir, int(config.train.checkpoint_every),
                                       int(config.train.keep_checkpoints))
   start = store.latest_step()
@@ -267,7 +285,7 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
       writer.write(final_step, {f"test/{k}": v for k, v in eval_metrics.items()})
       if jax.process_index() == 0:
         with open(os.path.join(workdir, EVAL_FILE), "w") as f:
-          json.dump({"step": final_step, "params": "ema", "dataset": config.data.name,
+          json.dump({"step": final_step, "params": "ema_params", "dataset": config.data.name,
                      "split": "test", **eval_metrics}, f, indent=2)
   writer.close()
   store.close()

@@ -1,0 +1,53 @@
+"""Bernoulli RBM with 500 hidden units, PCD-1, on statically binarized mnist5k.
+
+SGD with momentum 0.9, learning rate 0.01 decayed by cosine, batch 100 (global), weight
+decay 1e-4 through AdamW off (plain SGD), 20,000 steps (~444 epochs). Evaluation: AIS
+with 100 chains and the standard 14,501 temperatures. Variants: `:smoke`, `:digits`.
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def smoke(c):
+  c.data.name = "digits"
+  c.model.num_hidden = 16
+  c.train.num_steps = 40
+  c.train.batch_size = 32
+  c.train.log_every = 10
+  c.train.checkpoint_every = 20
+  c.train.sample_every = 20
+  c.optim.warmup_steps = 0
+  c.eval.ais_chains = 16
+  c.eval.sample_gibbs_steps = 50
+
+
+def digits(c):
+  c.data.name = "digits"
+  c.model.num_hidden = 16
+  c.train.num_steps = 5_000
+
+
+def get_config(arg: str = ""):
+  c = common.trainer_defaults()
+  c.family = "rbm"
+  c.data.transforms = ("static_binarize",)
+  c.model = ml_collections.ConfigDict()
+  c.model.num_hidden = 500
+  c.model.method = "pcd"  # cd | pcd
+  c.model.k = 1
+  c.model.init_scale = 0.01
+  c.model.monitors = True  # log reconstruction error and pseudo-likelihood every step
+  c.train.num_steps = 20_000
+  c.train.ema_decay = 0.0
+  c.train.sample_every = 5_000
+  c.optim.name = "sgd"
+  c.optim.b1 = 0.9
+  c.optim.learning_rate = 0.01
+  c.optim.warmup_steps = 0
+  c.optim.final_lr_fraction = 0.0
+  c.optim.grad_clip_norm = 0.0
+  c.eval.ais_chains = 100
+  c.eval.sample_gibbs_steps = 1000
+  return common.apply_variants(c, arg, {"smoke": smoke, "digits": digits})

@@ -1,0 +1,235 @@
+"""Restricted Boltzmann machines with Bernoulli units (and Gaussian visible units).
+
+Params: {"W": (n_visible, n_hidden), "b": (n_visible,), "c": (n_hidden,)} for
+  E(v, h) = -vᵀWh - bᵀv - cᵀh,   p(v, h) = e^{-E(v, h)} / Z,
+  F(v) = -bᵀv - Σ_j softplus(c_j + (vᵀW)_j),   p(v) = e^{-F(v)} / Z.
+Conditionals: p(h_j = 1 | v) = σ(c_j + (vᵀW)_j),  p(v_i = 1 | h) = σ(b_i + (Wh)_i).
+
+Gaussian–Bernoulli (unit variance): E(v, h) = ½|v - b|² - vᵀWh - cᵀh,
+  p(v | h) = N(b + Wh, I),  F(v) = ½|v - b|² - Σ_j softplus(c_j + (vᵀW)_j).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.keys import as_typed_key
+
+# Enumerated configurations per block in `log_partition_exact` (memory bound).
+ENUMERATION_BLOCK = 1 << 12
+MAX_ENUMERATED_UNITS = 24
+# Salakhutdinov & Murray (2008): β from 0 to 0.5 in steps of 1e-3, to 0.9 in 1e-4, to 1 in 1e-5.
+STANDARD_AIS_SEGMENTS = ((0.0, 0.5, 1e-3), (0.5, 0.9, 1e-4), (0.9, 1.0, 1e-5))
+
+
+def init_params(key, n_visible: int, n_hidden: int, scale: float = 0.01, visible_bias=None):
+  """W ~ N(0, scale²); b = logit of the data marginals if given (Hinton 2010), else 0; c = 0."""
+  b = jnp.zeros(n_visible) if visible_bias is None else jnp.asarray(visible_bias, jnp.float32)
+  return {"W": scale * jax.random.normal(as_typed_key(key), (n_visible, n_hidden)), "b": b,
+          "c": jnp.zeros(n_hidden)}
+
+
+def base_rate_bias(data, smoothing: float = 0.05):
+  """Visible biases log(p / (1 - p)) of the (smoothed) pixel marginals of binary data."""
+  p = (jnp.mean(data, axis=0) * data.shape[0] + smoothing) / (data.shape[0] + 2 * smoothing)
+  return jnp.log(p) - jnp.log1p(-p)
+
+
+def energy(params, v, h):
+  """E(v, h) = -vᵀWh - bᵀv - cᵀh, shape (batch,)."""
+  return -jnp.einsum("bi,ij,bj->b", v, params["W"], h) - v @ params["b"] - h @ params["c"]
+
+
+def free_energy(params, v):
+  """F(v) = -bᵀv - Σ_j softplus(c_j + (vᵀW)_j), shape (batch,)."""
+  return -v @ params["b"] - jnp.sum(jax.nn.softplus(v @ params["W"] + params["c"]), axis=-1)
+
+
+def hidden_probs(params, v, beta=1.0):
+  """p(h = 1 | v) = σ(β (c + vᵀW))."""
+  return jax.nn.sigmoid(beta * (v @ params["W"] + params["c"]))
+
+
+def visible_probs(params, h, beta=1.0):
+  """p(v = 1 | h) = σ(β (b + Wh))."""
+  return jax.nn.sigmoid(beta * (h @ params["W"].T + params["b"]))
+
+
+def sample_hidden(params, v, key, beta=1.0):
+  return jax.random.bernoulli(key, hidden_probs(params, v, beta)).astype(v.dtype)
+
+
+def sample_visible(params, h, key, beta=1.0):
+  return jax.random.bernoulli(key, visible_probs(params, h, beta)).astype(h.dtype)
+
+
+def gibbs_step(params, v, key):
+  """One block Gibbs sweep v -> h -> v'; returns (v', h)."""
+  key_h, key_v = jax.random.split(key)
+  h = sample_hidden(params, v, key_h)
+  return sample_visible(params, h, key_v), h
+
+
+def gibbs_chain(params, v, key, num_steps: int):
+  """`num_steps` block Gibbs sweeps in a compiled loop."""
+  def body(i, v):
+    return gibbs_step(params, v, jax.random.fold_in(key, i))[0]
+  return jax.lax.fori_loop(0, num_steps, body, v)
+
+
+def _binary_configurations(num_units: int, start, count: int, dtype):
+  """Rows start..start+count-1 of the 2^n binary configurations (bit j of the row index)."""
+  index = start + jnp.arange(count)
+  return ((index[:, None] >> jnp.arange(num_units)[None, :]) & 1).astype(dtype)
+
+
+def log_partition_exact(params):
+  """log Z by enumerating the smaller layer (≤ 24 units), summing the other out analytically:
+  over h: log Z = logsumexp_h [cᵀh + Σ_i softplus(b_i + (Wh)_i)]; over v: logsumexp_v [-F(v)]."""
+  n_visible, n_hidden = params["W"].shape
+  over_hidden = n_hidden <= n_visible
+  n = n_hidden if over_hidden else n_visible
+  if n > MAX_ENUMERATED_UNITS:
+    raise ValueError(f"exact log Z enumerates 2^{n} configurations; at most "
+                     f"{MAX_ENUMERATED_UNITS} units in the smaller layer")
+  dtype = params["W"].dtype
+  total = 1 << n
+  block = min(total, ENUMERATION_BLOCK)
+
+  def unnormalized(config):
+    if over_hidden:
+      return config @ params["c"] + jnp.sum(jax.nn.softplus(config @ params["W"].T + params["b"]), -1)
+    return -free_energy(params, config)
+
+  def block_lse(i):
+    return jax.nn.logsumexp(unnormalized(_binary_configurations(n, i * block, block, dtype)))
+
+  return jax.nn.logsumexp(jax.lax.map(block_lse, jnp.arange(total // block)))
+
+
+def log_prob(params, v, log_z):
+  """log p(v) = -F(v) - log Z."""
+  return -free_energy(params, v) - log_z
+
+
+def standard_ais_betas():
+  """The ≈14,500-temperature schedule of Salakhutdinov & Murray (2008), ending at 1."""
+  parts = [np.arange(start, stop, step) for start, stop, step in STANDARD_AIS_SEGMENTS]
+  return np.concatenate(parts + [np.ones(1)]).astype(np.float32)
+
+
+def _ais_log_unnormalized(params, v, beta, base_bias):
+  """log p*_β(v) = (1-β) b_Aᵀv + β bᵀv + Σ_j softplus(β (c_j + (vᵀW)_j))."""
+  return ((1.0 - beta) * v @ base_bias + beta * v @ params["b"]
+          + jnp.sum(jax.nn.softplus(beta * (v @ params["W"] + params["c"])), axis=-1))
+
+
+def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visible_bias=None):
+  """Annealed importance sampling estimate of log Z (Salakhutdinov & Murray 2008).
+
+  Anneals from the base-rate RBM A (W = 0, visible biases b_A, hidden biases 0; its
+  log Z_A = Σ_i softplus(b_A,i) + n_hidden log 2) to the model through
+  p*_β(v) ∝ e^{(1-β) b_Aᵀv} e^{β bᵀv} Π_j (1 + e^{β (c_j + (vᵀW)_j)}),
+  with one block Gibbs sweep of p_β per temperature. Returns (log Ẑ, its standard error
+  by the delta method: std(w) / (√M mean(w))).
+  """
+  key = as_typed_key(key)
+  n_visible, n_hidden = params["W"].shape
+  dtype = params["W"].dtype
+  base = jnp.zeros(n_visible, dtype) if base_visible_bias is None else jnp.asarray(base_visible_bias, dtype)
+  betas = jnp.asarray(standard_ais_betas() if betas is None else betas, dtype)
+  log_z_base = jnp.sum(jax.nn.softplus(base)) + n_hidden * math.log(2.0)
+  key_init, key_run = jax.random.split(key)
+  v = jax.random.bernoulli(key_init, jax.nn.sigmoid(base), (num_chains, n_visible)).astype(dtype)
+
+  def step(carry, inputs):
+    v, log_w = carry
+    k, beta_prev, beta = inputs
+    log_w = log_w + (_ais_log_unnormalized(params, v, beta, base)
+                     - _ais_log_unnormalized(params, v, beta_prev, base))
+    key_h, key_v = jax.random.split(jax.random.fold_in(key_run, k))
+    h = jax.random.bernoulli(key_h, hidden_probs(params, v, beta)).astype(dtype)
+    v_logits = (1.0 - beta) * base + beta * (h @ params["W"].T + params["b"])
+    v = jax.random.bernoulli(key_v, jax.nn.sigmoid(v_logits)).astype(dtype)
+    return (v, log_w), None
+
+  inputs = (jnp.arange(betas.shape[0] - 1), betas[:-1], betas[1:])
+  (_, log_w), _ = jax.lax.scan(step, (v, jnp.zeros(num_chains, dtype)), inputs)
+  log_mean_w = jax.nn.logsumexp(log_w) - math.log(num_chains)
+  # std(w) / mean(w), computed from w / max(w) for stability.
+  ratio = jnp.exp(log_w - jnp.max(log_w))
+  std_err = jnp.std(ratio) / (jnp.mean(ratio) * math.sqrt(num_chains))
+  return log_z_base + log_mean_w, std_err
+
+
+def cd_gradients(params, v, key, k: int = 1, persistent_chain=None):
+  """CD-k (or PCD-k with `persistent_chain`) estimate of ∇ log-likelihood (ascent direction).
+
+  ∂/∂W = <v hᵀ>_data - <v hᵀ>_model,  ∂/∂b = <v>_data - <v>_model,  ∂/∂c = <h>_data - <h>_model,
+  with p(h | v) in place of sampled h in both phases. The negative phase runs k Gibbs
+  sweeps from the data (CD) or from the persistent chain (PCD). Returns (grads, new chain).
+  """
+  key = as_typed_key(key)
+  h_data = hidden_probs(params, v)
+  start = v if persistent_chain is None else persistent_chain
+  v_model = gibbs_chain(params, start, key, k)
+  h_model = hidden_probs(params, v_model)
+  n_data, n_model = v.shape[0], v_model.shape[0]
+  grads = {"W": v.T @ h_data / n_data - v_model.T @ h_model / n_model,
+           "b": jnp.mean(v, axis=0) - jnp.mean(v_model, axis=0),
+           "c": jnp.mean(h_data, axis=0) - jnp.mean(h_model, axis=0)}
+  return grads, v_model
+
+
+def exact_log_likelihood_gradient(params, v):
+  """∇ mean log p(v) by enumerating the visible layer (tiny models only): the data term
+  minus the model expectation under the exact p(v)."""
+  n_visible = params["W"].shape[0]
+  if n_visible > MAX_ENUMERATED_UNITS:
+    raise ValueError("exact gradients enumerate the visible layer: at most "
+                     f"{MAX_ENUMERATED_UNITS} visible units")
+  all_v = _binary_configurations(n_visible, 0, 1 << n_visible, params["W"].dtype)
+  p_v = jax.nn.softmax(-free_energy(params, all_v))
+  h_all = hidden_probs(params, all_v)
+  h_data = hidden_probs(params, v)
+  return {"W": v.T @ h_data / v.shape[0] - (all_v * p_v[:, None]).T @ h_all,
+          "b": jnp.mean(v, 0) - p_v @ all_v,
+          "c": jnp.mean(h_data, 0) - p_v @ h_all}
+
+
+def pseudo_log_likelihood(params, v, key):
+  """Stochastic pseudo-log-likelihood: D · log σ(F(ṽ) - F(v)), ṽ = v with one random
+  bit flipped per example (as scikit-learn's BernoulliRBM.score_samples)."""
+  n_visible = v.shape[1]
+  flip = jax.random.randint(as_typed_key(key), (v.shape[0],), 0, n_visible)
+  v_flipped = v.at[jnp.arange(v.shape[0]), flip].set(1.0 - v[jnp.arange(v.shape[0]), flip])
+  return n_visible * jax.nn.log_sigmoid(free_energy(params, v_flipped) - free_energy(params, v))
+
+
+def reconstruction_error(params, v):
+  """Mean squared error of the mean-field reconstruction σ(b + W σ(c + vᵀW))."""
+  return jnp.mean(jnp.sum(jnp.square(v - visible_probs(params, hidden_probs(params, v))), axis=-1))
+
+
+# Gaussian–Bernoulli RBM (unit-variance visible units).
+
+def gaussian_free_energy(params, v):
+  """F(v) = ½|v - b|² - Σ_j softplus(c_j + (vᵀW)_j)."""
+  return 0.5 * jnp.sum(jnp.square(v - params["b"]), -1) - jnp.sum(
+      jax.nn.softplus(v @ params["W"] + params["c"]), -1)
+
+
+def gaussian_visible_mean(params, h):
+  """E[v | h] = b + Wh (v | h ~ N(b + Wh, I))."""
+  return h @ params["W"].T + params["b"]
+
+
+def gaussian_gibbs_step(params, v, key):
+  key_h, key_v = jax.random.split(as_typed_key(key))
+  h = sample_hidden(params, v, key_h)
+  mean = gaussian_visible_mean(params, h)
+  return mean + jax.random.normal(key_v, mean.shape, mean.dtype), h
