@@ -31,3 +31,18 @@ def test_hopfield_smoke_shows_the_collapse(tmp_path):
   assert rows[0]["mean_overlap"] > 0.99
   assert rows[-1]["mean_overlap"] < rows[0]["mean_overlap"]
   assert (tmp_path / "capacity.png").exists() and (tmp_path / "results.json").exists()
+
+
+def test_sbn_wake_sleep_smoke_improves_and_estimates_log_p(tmp_path, data_dir):
+  from experiments.configs import sbn as sbn_config
+  from gen_jax.tasks import sbn
+  from gen_jax.training.writers import read_metrics
+  config = sbn_config.get_config("smoke")
+  with config.unlocked():
+    config.train.progress_bar = False
+  result = sbn.train_and_evaluate(config, str(tmp_path))
+  records = [r for r in read_metrics(tmp_path) if "loss" in r]
+  assert records[-1]["wake_log_joint"] > records[0]["wake_log_joint"]
+  assert result.eval_metrics["num_examples"] == 297
+  assert -64 * np.log(2) * 2 < result.eval_metrics["test_log_prob_is20"] < 0
+  assert (tmp_path / "samples" / "final_samples.png").exists()

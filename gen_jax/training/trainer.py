@@ -102,20 +102,24 @@ def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_dec
     finite = jnp.stack([jnp.all(jnp.isfinite(terms[n])) for n in names])
     healthy = state["nonfinite_term"] == NO_TERM
     ok = healthy & jnp.all(finite)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    new_state = {
-        "params": keep(params, state["params"]),
-        "opt_state": keep(opt_state, state["opt_state"]),
-        "ema_params": keep(ema_update(state["ema_params"], params, state["step"], ema_decay),
-                           state["ema_params"]),
+    updated = {
+        "params": params,
+        "opt_state": opt_state,
+        "ema_params": ema_update(state["ema_params"], params, state["step"], ema_decay),
+        "aux": aux,
+    }
+    kept = {name: state[name] for name in updated}
+    # One branch, not an elementwise select over the whole state: after a non-finite step the
+    # state freezes at its last good value.
+    new_state = jax.lax.cond(ok, lambda: updated, lambda: kept)
+    new_state.update({
         "step": state["step"] + 1,
         "rng": state["rng"],
-        "aux": keep(aux, state["aux"]),
         "nonfinite_term": jnp.where(healthy & ~jnp.all(finite), jnp.argmin(finite),
                                     state["nonfinite_term"]).astype(jnp.int32),
         "nonfinite_step": jnp.where(healthy & ~jnp.all(finite), state["step"],
                                     state["nonfinite_step"]).astype(jnp.int32),
-    }
+    })
     return new_state, terms
 
   return jax.jit(train_step, in_shardings=(replicated, data_sharding),
