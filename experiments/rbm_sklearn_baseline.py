@@ -21,23 +21,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gen_jax.boltzmann import rbm
-from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.keys import split_data_key
+from gen_jax.data import evaluation_split, load_dataset
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "Epochs (0: as many as the config's steps make).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "BernoulliRBM learning rate (its default).")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "rbm.py"), "The RBM config.")
-
-
-def binarized_split(config, dataset, split):
-  parts = []
-  for batch in eval_batches(getattr(dataset, split), 500):
-    mask = batch.pop("mask")
-    x = apply_transforms(tuple(config.data.transforms), batch, split_data_key(config.seed, split), False)
-    parts.append(np.asarray(x).reshape(len(mask), -1)[mask])
-  return np.concatenate(parts)
 
 
 def sklearn_to_params(model):
@@ -52,7 +42,8 @@ def main(argv):
   from sklearn.neural_network import BernoulliRBM
   config = _CONFIG.value
   dataset = load_dataset(config.data)
-  train, test = binarized_split(config, dataset, "train"), binarized_split(config, dataset, "test")
+  train, test = (evaluation_split(dataset, split, config.data.transforms, config.seed, flatten=True)
+                 for split in ("train", "test"))
   batch = int(config.train.batch_size)
   epochs = _EPOCHS.value or max(1, int(config.train.num_steps) * batch // len(train))
   model = BernoulliRBM(n_components=int(config.model.num_hidden), learning_rate=_LEARNING_RATE.value,

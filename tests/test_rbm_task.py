@@ -11,19 +11,11 @@ from experiments.configs import rbm as rbm_config
 from gen_jax.boltzmann import rbm
 from gen_jax.data import load_dataset
 from gen_jax.tasks import rbm as rbm_task
+from tests.helpers import with_overrides
 
 
 def smoke_config(**overrides):
-  config = rbm_config.get_config("smoke")
-  with config.unlocked():
-    config.train.progress_bar = False
-    for path, value in overrides.items():
-      node = config
-      *parents, leaf = path.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return with_overrides(rbm_config.get_config("smoke"), **overrides)
 
 
 @pytest.fixture(scope="module")

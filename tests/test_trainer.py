@@ -21,23 +21,14 @@ from gen_jax.training import Task, make_mesh, make_train_step, train
 from gen_jax.training.optim import make_optimizer
 from gen_jax.training.workdir import WorkdirMismatchError
 from gen_jax.training.writers import read_metrics
+from tests.helpers import with_overrides
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke_config(**overrides):
-  config = vae_config.get_config("smoke")
-  with config.unlocked():
-    config.train.progress_bar = False
-    config.eval.iwae_samples = 8
-    config.eval.iwae_chunk_size = 8
-    for path, value in overrides.items():
-      node = config
-      *parents, leaf = path.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return with_overrides(vae_config.get_config("smoke"), **{"eval.iwae_samples": 8,
+                                                         "eval.iwae_chunk_size": 8, **overrides})
 
 
 @pytest.fixture(scope="module")

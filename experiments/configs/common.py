@@ -52,6 +52,16 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def tiny_run(c: ml_collections.ConfigDict):
+  """The trainer part of every `:smoke` variant: 40 steps of batch 32, logged every 10,
+  checkpointed and sampled every 20."""
+  c.train.num_steps = 40
+  c.train.batch_size = 32
+  c.train.log_every = 10
+  c.train.checkpoint_every = 20
+  c.train.sample_every = 20
+
+
 def apply_variants(config: ml_collections.ConfigDict, arg: str,
                    variants: Mapping[str, Callable[[ml_collections.ConfigDict], None]]):
   """Applies comma-separated variants (e.g. "digits,smoke") in order, then locks the config

@@ -12,10 +12,7 @@ from experiments.configs import common, rbm
 def smoke(c):
   c.data.name = "digits"
   c.model.layer_sizes = (16, 8)
-  c.train.num_steps = 40
-  c.train.batch_size = 32
-  c.train.log_every = 10
-  c.train.checkpoint_every = 20
+  common.tiny_run(c)
   c.train.sample_every = 0
   c.eval.ais_chains = 16
   c.eval.importance_samples = 10

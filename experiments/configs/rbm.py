@@ -13,11 +13,7 @@ from experiments.configs import common
 def smoke(c):
   c.data.name = "digits"
   c.model.num_hidden = 16
-  c.train.num_steps = 40
-  c.train.batch_size = 32
-  c.train.log_every = 10
-  c.train.checkpoint_every = 20
-  c.train.sample_every = 20
+  common.tiny_run(c)
   c.optim.warmup_steps = 0
   c.eval.ais_chains = 16
   c.eval.sample_gibbs_steps = 50

@@ -12,11 +12,7 @@ def smoke(c):
   c.data.name = "digits"
   c.model.num_hidden1 = 16
   c.model.num_hidden2 = 8
-  c.train.num_steps = 40
-  c.train.batch_size = 32
-  c.train.log_every = 10
-  c.train.checkpoint_every = 20
-  c.train.sample_every = 20
+  common.tiny_run(c)
   c.optim.warmup_steps = 5
   c.eval.importance_samples = 20
 

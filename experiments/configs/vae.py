@@ -38,11 +38,7 @@ def smoke(c):
   c.model.latent_dim = 8
   c.model.top_latent_dim = 4
   c.model.latent_sizes = (32,)
-  c.train.num_steps = 40
-  c.train.batch_size = 32
-  c.train.log_every = 10
-  c.train.checkpoint_every = 20
-  c.train.sample_every = 20
+  common.tiny_run(c)
   c.optim.warmup_steps = 5
   c.eval.iwae_samples = 50
   c.eval.iwae_chunk_size = 50

@@ -16,6 +16,11 @@ import functools
 
 import numpy as np
 
+from gen_jax.data.transforms import apply_transforms
+from gen_jax.keys import split_data_key
+
+EVAL_SPLIT_BATCH = 500
+
 
 class BatchSampler:
   def __init__(self, num_examples: int, global_batch_size: int, seed: int,
@@ -65,3 +70,17 @@ def eval_batches(source, batch_size: int, limit: int | None = None):
     batch["id"] = padded.astype(np.uint32)
     batch["mask"] = np.arange(batch_size) < len(ids)
     yield batch
+
+
+def evaluation_split(dataset, split: str, transforms, seed: int, flatten: bool = False):
+  """A whole split after the evaluation transforms, keyed by split_data_key(seed, split): for
+  "train" exactly the draws training saw (e.g. its static binarization)."""
+  import jax
+  transform = jax.jit(lambda b: apply_transforms(tuple(transforms), b, split_data_key(seed, split),
+                                                 training=False))
+  parts = []
+  for batch in eval_batches(getattr(dataset, split), EVAL_SPLIT_BATCH):
+    mask = batch.pop("mask")
+    x = np.asarray(transform(batch))[mask]
+    parts.append(x.reshape(len(x), -1) if flatten else x)
+  return np.concatenate(parts)

@@ -54,6 +54,15 @@ def check_transform_names(names: Sequence[str]):
                      f"choose from {sorted(TRANSFORMS)}")
 
 
+def check_binary(x, model_name: str):
+  """Raises a one-line error unless every value is 0 or 1."""
+  import numpy as np
+  x = np.asarray(x)
+  if not np.all((x == 0) | (x == 1)):
+    raise ValueError(f"{model_name} needs binary data but values span [{x.min():.3g}, {x.max():.3g}]: "
+                     "add 'static_binarize' or 'dynamic_binarize' to data.transforms")
+
+
 def to_unit_interval(x):
   """uint8 pixels -> float32 in [0, 1]; floating inputs are passed through."""
   if jnp.issubdtype(x.dtype, jnp.integer):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from gen_jax.data import apply_transforms, eval_batches
+from gen_jax.data import evaluation_split
 from gen_jax.data.builders import default_data_dir
 from gen_jax.keys import split_data_key
 from gen_jax.metrics import sample_metrics
@@ -47,17 +47,6 @@ def extract_features(net: FeatureNet, images, batch_size: int = FEATURE_BATCH_SI
   return np.concatenate(features), np.concatenate(logits)
 
 
-def split_images(dataset, split: str, transforms, key, to_display):
-  """All images of a split after the evaluation transforms, in [0, 1]."""
-  source = getattr(dataset, split)
-  transform = jax.jit(lambda b: apply_transforms(transforms, b, key, training=False))
-  images = []
-  for batch in eval_batches(source, FEATURE_BATCH_SIZE):
-    mask = batch.pop("mask")
-    images.append(np.asarray(to_display(transform(batch)))[mask])
-  return np.concatenate(images)
-
-
 def reference_features(dataset, split: str, transforms, net: FeatureNet, seed: int, to_display,
                        data_dir: str = ""):
   """Cached features of a dataset split after the evaluation transforms keyed by
@@ -74,7 +63,7 @@ def reference_features(dataset, split: str, transforms, net: FeatureNet, seed: i
   if os.path.exists(cache):
     with np.load(cache) as data:
       return data["features"], data["logits"], {"reference_cache": cache}
-  images = split_images(dataset, split, transforms, key, to_display)
+  images = np.asarray(to_display(evaluation_split(dataset, split, transforms, seed)))
   features, logits = extract_features(net, images)
   os.makedirs(os.path.dirname(cache), exist_ok=True)
   tmp = cache + ".tmp.npz"

@@ -20,23 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.boltzmann import dbn, rbm
-from gen_jax.data import apply_transforms, eval_batches, load_dataset
+from gen_jax.data import evaluation_split, load_dataset
 from gen_jax.data.sources import ArraySource, Dataset
-from gen_jax.keys import EVAL_STREAM, SAMPLE_STREAM, split_data_key, stream_key
+from gen_jax.keys import EVAL_STREAM, SAMPLE_STREAM, stream_key
 from gen_jax.tasks import rbm as rbm_task
 from gen_jax.training import plots, train
 
 NUM_SAMPLES_SHOWN = 64
 HIDDEN_SAMPLE_STREAM = 7
-
-
-def binarized_split(config, dataset, split):
-  parts = []
-  for batch in eval_batches(getattr(dataset, split), 500):
-    mask = batch.pop("mask")
-    x = apply_transforms(tuple(config.data.transforms), batch, split_data_key(config.seed, split), False)
-    parts.append(np.asarray(x).reshape(len(mask), -1)[mask])
-  return np.concatenate(parts)
 
 
 def layer_config(config, layer: int, num_hidden: int):
@@ -76,8 +67,8 @@ def train_and_evaluate(config, workdir: str):
   dataset = load_dataset(config.data)
   image_shape = tuple(dataset.element_shape)
   # Layer 0 trains on the (statically binarized) images; deeper layers on hidden draws.
-  train_v = binarized_split(config, dataset, "train")
-  test_v = binarized_split(config, dataset, "test")
+  train_v = evaluation_split(dataset, "train", config.data.transforms, config.seed, flatten=True)
+  test_v = evaluation_split(dataset, "test", config.data.transforms, config.seed, flatten=True)
   current = Dataset(dataset.name, "image", _as_binary_images(train_v, image_shape),
                     _as_binary_images(test_v, image_shape), image_shape, dataset.num_classes)
   layers = []

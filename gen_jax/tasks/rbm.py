@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.boltzmann import rbm
-from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.keys import fold_in_indices, split_data_key
+from gen_jax.data import evaluation_split, load_dataset
+from gen_jax.data.transforms import check_binary
+from gen_jax.keys import fold_in_indices
 from gen_jax.training import Task, plots, train
 
 NUM_FILTERS_SHOWN = 100
@@ -68,21 +69,11 @@ def make_task(config, dataset) -> Task:
     return loss, (terms, {"chains": v_model} if persistent else {})
 
   def check_data(x):
-    if not np.all((x == 0) | (x == 1)):
-      raise ValueError("a Bernoulli RBM needs binary data: add 'static_binarize' or "
-                       "'dynamic_binarize' to data.transforms")
-
-  @jax.jit
-  def eval_transform(batch, key):
-    return apply_transforms(transforms, batch, key, training=False)
+    check_binary(x, "a Bernoulli RBM")
 
   def split_data(split):
     """A whole split after the evaluation transforms (train: the binarization trained on)."""
-    parts = []
-    for batch in eval_batches(getattr(dataset, split), 500):
-      mask = batch.pop("mask")
-      parts.append(np.asarray(_flat(eval_transform(batch, split_data_key(config.seed, split))))[mask])
-    return np.concatenate(parts)
+    return evaluation_split(dataset, split, transforms, config.seed, flatten=True)
 
   def evaluate(params, dataset_, key, final):
     ais_key = key

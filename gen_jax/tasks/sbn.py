@@ -18,6 +18,7 @@ import numpy as np
 
 from gen_jax.boltzmann import sbn
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
+from gen_jax.data.transforms import check_binary
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.training import Task, plots, train
 
@@ -49,9 +50,7 @@ def make_task(config, dataset) -> Task:
                              "elbo_one_sample": gap}
 
   def check_data(x):
-    if not np.all((x == 0) | (x == 1)):
-      raise ValueError("a sigmoid belief net needs binary data: add 'static_binarize' or "
-                       "'dynamic_binarize' to data.transforms")
+    check_binary(x, "a sigmoid belief net")
 
   @jax.jit
   def eval_transform(batch, key):

@@ -1,0 +1,15 @@
+"""Shared test helpers."""
+
+
+def with_overrides(config, **overrides):
+  """Unlocks `config`, turns the progress bar off and sets dotted fields, e.g.
+  with_overrides(c, **{"train.num_steps": 20})."""
+  with config.unlocked():
+    config.train.progress_bar = False
+    for path, value in overrides.items():
+      node = config
+      *parents, leaf = path.split(".")
+      for part in parents:
+        node = node[part]
+      node[leaf] = value
+  return config
