@@ -1,6 +1,5 @@
 """Metrics against float64 reference implementations of their published formulas."""
 
-import json
 
 import chex
 import jax
@@ -8,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
-from scipy.special import logsumexp, softmax
+from scipy.special import softmax
 
 from gen_jax import metrics
 from gen_jax.metrics import features as feature_lib

@@ -4,7 +4,6 @@ checkpointed (exact resume), and the evaluation's AIS agrees with exact log Z.""
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from experiments.configs import rbm as rbm_config

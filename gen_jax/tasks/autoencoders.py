@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Callable, Mapping
 
 import jax
@@ -214,7 +213,6 @@ def make_task(config, dataset) -> Task:
   def write_figures(params, dataset, prefix, key, final):
     first = next(eval_batches(dataset.test, NUM_FIGURE_EXAMPLES))
     first.pop("mask")
-    labels = first["label"]
     x = eval_transform(first, test_key)
     paths = []
     x_in = x
@@ -257,7 +255,6 @@ def make_task(config, dataset) -> Task:
         title = f"PCA of {title}"
       paths.append(plots.save_scatter(codes, f"{prefix}_latents.png", np.concatenate(code_labels),
                                       f"{m.kind} on {config.data.name}: {title}"))
-    del labels
     return paths
 
   def sample(params, keys):
