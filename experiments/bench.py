@@ -66,7 +66,7 @@ def bench_train_step(make_task, config, steps: int, warmup: int):
   data_key = jax.random.fold_in(root, DATA_STREAM)
   first_x = jax.jit(lambda b: apply_transforms(tuple(config.data.transforms), b, data_key, True))(
       sampler.local_batch(dataset.train, 0))
-  state = jax.device_put(initial_state(task, tx, first_x[:1], root, first_x),
+  state = jax.device_put(initial_state(task, tx, first_x, root),
                          NamedSharding(mesh, PartitionSpec()))
   step_fn = make_train_step(task, tx, tuple(config.data.transforms), data_key,
                             jax.random.fold_in(root, LOSS_STREAM), float(config.train.ema_decay), mesh)

@@ -132,12 +132,12 @@ def _checkpointed(state):
   return {k: state[k] for k in names}
 
 
-def initial_state(task: Task, tx, example_x, root_key, first_x=None):
-  params = task.init(jax.random.fold_in(root_key, INIT_STREAM), example_x)
+def initial_state(task: Task, tx, first_x, root_key):
+  """Fresh state; params are initialised from first_x[:1], task state (aux) from the whole batch."""
+  params = task.init(jax.random.fold_in(root_key, INIT_STREAM), first_x[:1])
   aux = {}
   if task.init_aux is not None:
-    aux = task.init_aux(jax.random.fold_in(root_key, INIT_STREAM),
-                        example_x if first_x is None else first_x, params)
+    aux = task.init_aux(jax.random.fold_in(root_key, INIT_STREAM), first_x, params)
   return {
       "aux": aux,
       "params": params,
@@ -169,10 +169,8 @@ def restore_params(task: Task, config, workdir: str, dataset, which: str = "ema_
     raise FileNotFoundError(f"no checkpoint in {store.directory}: train first, or point "
                             "--workdir at a run's directory")
   tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
-  example = np.zeros((1, *dataset.element_shape), np.float32)
   first_x = np.zeros((int(config.train.batch_size), *dataset.element_shape), np.float32)
-  like = _checkpointed(initial_state(task, tx, jnp.asarray(example), jax.random.key(0),
-                                     jnp.asarray(first_x)))
+  like = _checkpointed(initial_state(task, tx, jnp.asarray(first_x), jax.random.key(0)))
   restored = store.restore(step, like)
   store.close()
   return restored[which], step
@@ -209,8 +207,7 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
   task.check_data(first_x)
 
   tx, schedule = make_optimizer(config.optim, num_steps)
-  state = jax.device_put(initial_state(task, tx, jnp.asarray(first_x[:1]), root_key,
-                                       jnp.asarray(first_x)), replicated)
+  state = jax.device_put(initial_state(task, tx, jnp.asarray(first_x), root_key), replicated)
   store = workdir_lib.CheckpointStore(workdir, int(config.train.checkpoint_every),
                                       int(config.train.keep_checkpoints))
   start = store.latest_step()
