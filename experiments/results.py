@@ -24,6 +24,7 @@ from gen_jax.training.writers import read_metrics
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/runs", "Folder holding one workdir per run.")
 _README = flags.DEFINE_string("readme", "", "README to rewrite between the results markers.")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+BOLTZMANN_START, BOLTZMANN_END = "<!-- boltzmann-results:start -->", "<!-- boltzmann-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -110,6 +111,83 @@ def table(runs_dir: str) -> str:
   return "\n".join([header, *rows])
 
 
+def _rbm_cells(ev):
+  return (f"{ev['test_log_likelihood']:.2f} ± {3 * ev['ais_log_z_std_err']:.2f}",
+          f"{ev['train_log_likelihood']:.2f}",
+          f"AIS log Ẑ = {ev['ais_log_z']:.2f} (s.e. {ev['ais_log_z_std_err']:.2f}, {ev['ais_chains']} chains); "
+          "± is 3 s.e. of log Ẑ")
+
+
+def _gaussian_rbm_cells(ev):
+  return (f"{ev['test_log_likelihood']:.2f} (exact)", f"{ev['train_log_likelihood']:.2f}",
+          f"exact log Z = {ev['exact_log_z']:.2f}; Gaussians fitted to the same data: diagonal "
+          f"{ev['diagonal_gaussian_test_log_likelihood']:.2f}, full covariance "
+          f"{ev['full_gaussian_test_log_likelihood']:.2f}")
+
+
+def _dbn_cells(ev):
+  iw = next(k for k in ev if k.startswith("test_log_prob_iw"))
+  return (f"≥ {ev['test_log_prob_bound']:.2f} (bound); {ev[iw]:.2f} (importance-weighted, "
+          f"k = {iw.removeprefix('test_log_prob_iw')})", "—",
+          f"AIS log Z of the top RBM = {ev['top_ais_log_z']:.2f} (s.e. {ev['top_ais_log_z_std_err']:.2f})")
+
+
+def _dbm_cells(ev):
+  return (f"≥ {ev['test_variational_bound']:.2f} (mean-field bound)", f"{ev['train_variational_bound']:.2f}",
+          f"AIS log Ẑ = {ev['ais_log_z']:.2f} (s.e. {ev['ais_log_z_std_err']:.2f}, {ev['ais_chains']} chains)")
+
+
+def _sbn_cells(ev):
+  key = next(k for k in ev if k.startswith("test_log_prob_is"))
+  return (f"{ev[key]:.2f} (s.e. {ev['test_log_prob_sem']:.2f})", "—",
+          f"importance sampling with the recognition net, k = {key.removeprefix('test_log_prob_is')}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoltzmannRun:
+  workdir: str
+  command: str        # after `python -m `, without --workdir
+  title: str
+  dataset: str
+  cells: object       # eval.json -> (test log-likelihood, train, notes)
+
+
+BOLTZMANN_RUNS = (
+    BoltzmannRun("rbm", "experiments.rbm", "RBM, 500 hidden, PCD-1, 20,000 steps (gen_jax)", "mnist5k",
+                 _rbm_cells),
+    BoltzmannRun("rbm_sklearn", "experiments.rbm_sklearn_baseline",
+                 "RBM, 500 hidden, scikit-learn BernoulliRBM, same split, same AIS", "mnist5k", _rbm_cells),
+    BoltzmannRun("gaussian_rbm", "experiments.rbm --config=experiments/configs/gaussian_rbm.py",
+                 "Gaussian–Bernoulli RBM, 20 hidden, PCD-1 (continuous: log-density)", "digits, dequantized",
+                 _gaussian_rbm_cells),
+    BoltzmannRun("dbn", "experiments.dbn", "DBN 784-500-500, greedy PCD-1, 10,000 steps per layer", "mnist5k",
+                 _dbn_cells),
+    BoltzmannRun("dbm", "experiments.dbm",
+                 "DBM 784-500-500, weight-doubled pre-training, then mean field + PCD, 10,000 steps",
+                 "mnist5k", _dbm_cells),
+    BoltzmannRun("dbm_no_pretraining", "experiments.dbm --config=experiments/configs/dbm.py:no_pretraining",
+                 "DBM 784-500-500 from a random start (no pre-training)", "mnist5k", _dbm_cells),
+    BoltzmannRun("sbn", "experiments.sbn", "SBN 784-200-200, wake-sleep, 20,000 steps", "mnist5k", _sbn_cells),
+)
+
+
+def boltzmann_table(runs_dir: str) -> str:
+  lines = ["| model | data | test log-likelihood, nats | train | how it is estimated | command |",
+           "|---|---|---|---|---|---|"]
+  for run in BOLTZMANN_RUNS:
+    workdir = os.path.join(runs_dir, run.workdir)
+    command = f"`python -m {run.command.split(' ')[0]} --workdir={workdir}" + (
+        f" {run.command.split(' ', 1)[1]}`" if " " in run.command else "`")
+    path = os.path.join(workdir, "eval.json")
+    if not os.path.exists(path):
+      lines.append(f"| {run.title} | {run.dataset} | (not run) | | | {command} |")
+      continue
+    with open(path) as f:
+      test, train, notes = run.cells(json.load(f))
+    lines.append(f"| {run.title} | {run.dataset} | {test} | {train} | {notes} | {command} |")
+  return "\n".join(lines)
+
+
 def copy_figures(runs_dir: str, repo_root: str) -> list[str]:
   copied = []
   for run in RUNS:
@@ -122,26 +200,29 @@ def copy_figures(runs_dir: str, repo_root: str) -> list[str]:
   return copied
 
 
-def rewrite_readme(path: str, text: str):
+def rewrite_readme(path: str, text: str, start: str = START, end: str = END):
   with open(path) as f:
     readme = f.read()
-  if START not in readme or END not in readme:
-    raise ValueError(f"{path} has no {START} ... {END} markers to replace")
-  head, rest = readme.split(START, 1)
-  _, tail = rest.split(END, 1)
+  if start not in readme or end not in readme:
+    raise ValueError(f"{path} has no {start} ... {end} markers to replace")
+  head, rest = readme.split(start, 1)
+  _, tail = rest.split(end, 1)
   with open(path, "w") as f:
-    f.write(f"{head}{START}\n{text}\n{END}{tail}")
+    f.write(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 def main(argv):
   del argv
   text = table(_RUNS_DIR.value)
+  boltzmann = boltzmann_table(_RUNS_DIR.value)
   if _README.value:
     root = os.path.dirname(os.path.abspath(_README.value))
     figures = copy_figures(_RUNS_DIR.value, root)
     images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in figures)
     rewrite_readme(_README.value, text + ("\n\n" + images if images else ""))
+    rewrite_readme(_README.value, boltzmann, BOLTZMANN_START, BOLTZMANN_END)
   print(text)
+  print(boltzmann)
 
 
 if __name__ == "__main__":

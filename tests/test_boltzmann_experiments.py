@@ -57,3 +57,6 @@ def test_dbm_smoke_trains_and_bounds_the_test_likelihood(tmp_path, data_dir):
   assert set(result.state["aux"]) == {"v", "h1", "h2"}
   assert result.state["aux"]["h2"].shape == (32, 8)
   assert (tmp_path / "samples" / "final_samples.png").exists()
+  # Weight-doubled pre-training ran first, each module in its own resumable workdir.
+  for layer in (0, 1):
+    assert (tmp_path / f"pretrain_layer_{layer}" / "checkpoints").is_dir()

@@ -68,3 +68,22 @@ def test_non_binary_data_is_refused(tmp_path, digits):
   config = smoke_config(**{"data.transforms": ()})
   with pytest.raises(ValueError, match="binary data"):
     rbm_task.train(rbm_task.make_task(config, digits), config, str(tmp_path), digits)
+
+
+def test_gaussian_rbm_starts_at_the_diagonal_gaussian_and_is_scored_exactly(tmp_path, data_dir):
+  """With W ≈ 0 and b = 0 on z-scores the model is the diagonal Gaussian of the training data,
+  so its exact test log-likelihood must equal that baseline (a check of log Z, of the
+  standardization and of the change of units)."""
+  from experiments.configs import gaussian_rbm
+  config = with_overrides(gaussian_rbm.get_config("smoke"), **{
+      "train.num_steps": 1, "optim.learning_rate": 0.0, "model.init_scale": 0.0,
+      "train.checkpoint_every": 1, "train.sample_every": 0, "train.progress_bar": False})
+  dataset = load_dataset(config.data)
+  metrics = rbm_task.train(rbm_task.make_task(config, dataset), config, str(tmp_path), dataset).eval_metrics
+  assert abs(metrics["test_log_likelihood"] - metrics["diagonal_gaussian_test_log_likelihood"]) < 1e-2, metrics
+  assert metrics["full_gaussian_test_log_likelihood"] > metrics["diagonal_gaussian_test_log_likelihood"]
+
+
+def test_unknown_visible_units_are_named(digits):
+  with pytest.raises(ValueError, match="model.visible 'gausian'"):
+    rbm_task.make_task(smoke_config(**{"model.visible": "gausian"}), digits)

@@ -39,6 +39,16 @@ def base_rate_bias(data, smoothing: float = 0.05):
   return jnp.log(p) - jnp.log1p(-p)
 
 
+def replicate(params, visible_copies: int = 1, hidden_copies: int = 1):
+  """The RBM with each visible unit copied `visible_copies` times and each hidden unit
+  `hidden_copies` times, all copies tied: W' = [[W ... W]; ...] (kv n_v x kh n_h). Trained on
+  tiled data, 2 visible copies give the up-pass σ(c + 2vᵀW) and 2 hidden copies the
+  down-pass σ(b + 2Wh): the weight-doubled modules that pre-train a DBM (Salakhutdinov &
+  Hinton 2009). Gradients flow back to the shared W, b, c."""
+  return {"W": jnp.tile(params["W"], (visible_copies, hidden_copies)),
+          "b": jnp.tile(params["b"], visible_copies), "c": jnp.tile(params["c"], hidden_copies)}
+
+
 def energy(params, v, h):
   """E(v, h) = -vᵀWh - bᵀv - cᵀh, shape (batch,)."""
   return -jnp.einsum("bi,ij,bj->b", v, params["W"], h) - v @ params["b"] - h @ params["c"]
@@ -74,10 +84,11 @@ def gibbs_step(params, v, key):
   return sample_visible(params, h, key_v), h
 
 
-def gibbs_chain(params, v, key, num_steps: int):
-  """`num_steps` block Gibbs sweeps in a compiled loop."""
+def gibbs_chain(params, v, key, num_steps: int, step=gibbs_step):
+  """`num_steps` block Gibbs sweeps (`step`: gibbs_step or gaussian_gibbs_step) in a
+  compiled loop."""
   def body(i, v):
-    return gibbs_step(params, v, jax.random.fold_in(key, i))[0]
+    return step(params, v, jax.random.fold_in(key, i))[0]
   return jax.lax.fori_loop(0, num_steps, body, v)
 
 
@@ -233,3 +244,23 @@ def gaussian_gibbs_step(params, v, key):
   h = sample_hidden(params, v, key_h)
   mean = gaussian_visible_mean(params, h)
   return mean + jax.random.normal(key_v, mean.shape, mean.dtype), h
+
+
+def gaussian_log_partition_exact(params):
+  """log Z of the unit-variance Gaussian–Bernoulli RBM by enumerating h (v integrated out):
+  log Z = (D/2) log 2π + logsumexp_h [cᵀh + ½|b + Wh|² - ½|b|²]."""
+  n_visible, n_hidden = params["W"].shape
+  if n_hidden > MAX_ENUMERATED_UNITS:
+    raise ValueError(f"exact log Z of a Gaussian–Bernoulli RBM enumerates 2^{n_hidden} hidden "
+                     f"configurations; at most {MAX_ENUMERATED_UNITS} hidden units")
+  dtype = params["W"].dtype
+  total = 1 << n_hidden
+  block = min(total, ENUMERATION_BLOCK)
+
+  def block_lse(i):
+    h = _binary_configurations(n_hidden, i * block, block, dtype)
+    mean = h @ params["W"].T + params["b"]
+    return jax.nn.logsumexp(h @ params["c"] + 0.5 * jnp.sum(jnp.square(mean), -1))
+
+  return (0.5 * n_visible * math.log(2 * math.pi) - 0.5 * jnp.sum(jnp.square(params["b"]))
+          + jax.nn.logsumexp(jax.lax.map(block_lse, jnp.arange(total // block))))

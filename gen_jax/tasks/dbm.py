@@ -3,14 +3,21 @@
 Joint training with a mean-field positive phase and persistent Gibbs chains, through the
 surrogate L = mean E(v, sg(μ1), sg(μ2)) - mean E(sg(v~, h1~, h2~)), whose gradient is minus
 the DBM update <·>_mean-field - <·>_chains (Salakhutdinov & Hinton 2009). Chains are keyed
-per row by the global stream position and checkpointed. Starts from small random weights
-(no weight-doubled pre-training yet). Evaluation: AIS log Z over (v, h2) with h1 summed out,
-and the mean-field variational lower bound on the test log-likelihood, in nats.
+per row by the global stream position and checkpointed.
+
+With `model.pretrain_steps > 0` the joint phase starts from greedy weight-doubled
+pre-training (Salakhutdinov & Hinton 2009, §3.1): the bottom RBM v-h1 with two tied copies
+of v (up-pass σ(c + 2vᵀW1)) in `workdir/pretrain_layer_0`, then the top RBM h1-h2 with two
+tied copies of h2 (down-pass σ(b + 2W2h2)) on one draw of h1 per image in
+`workdir/pretrain_layer_1`; composed, h1 receives vᵀW1 + W2h2 (each input halved).
+Each phase checkpoints and resumes on its own. Evaluation: AIS log Z over (v, h2) with h1
+summed out, and the mean-field variational lower bound on the test log-likelihood, in nats.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import jax
@@ -20,19 +27,24 @@ import numpy as np
 from gen_jax.boltzmann import dbm, rbm
 from gen_jax.data import evaluation_split, load_dataset
 from gen_jax.data.transforms import check_binary
-from gen_jax.keys import fold_in_indices
+from gen_jax.keys import fold_in_indices, stream_key
+from gen_jax.tasks import dbn as dbn_task
+from gen_jax.tasks import rbm as rbm_task
 from gen_jax.training import Task, plots, train
 
 NUM_SAMPLES_SHOWN = 64
 
 
-def make_task(config, dataset) -> Task:
+def make_task(config, dataset, initial_params=None) -> Task:
+  """`initial_params` (e.g. composed from pre-trained RBMs) replace the random start."""
   m = config.model
   image_shape = tuple(dataset.element_shape)
   n_visible = math.prod(image_shape)
   transforms = tuple(config.data.transforms)
 
   def init(key, x):
+    if initial_params is not None:
+      return jax.tree.map(jnp.asarray, initial_params)
     return dbm.init_params(key, n_visible, int(m.num_hidden1), int(m.num_hidden2), float(m.init_scale))
 
   def init_aux(key, x, params):
@@ -98,6 +110,29 @@ def make_task(config, dataset) -> Task:
               write_figures=write_figures, init_aux=init_aux)
 
 
+def pretrain(config, workdir: str, dataset):
+  """Greedy weight-doubled pre-training; returns the composed DBM parameters."""
+  m = config.model
+  current, _, _ = dbn_task.binary_dataset(config, dataset)
+  modules = []
+  for layer, (num_hidden, visible_copies, hidden_copies) in enumerate(
+      ((int(m.num_hidden1), 2, 1), (int(m.num_hidden2), 1, 2))):
+    c = dbn_task.layer_config(config, layer, num_hidden)
+    with c.unlocked():
+      c.data.transforms = ()  # already binary
+      c.model.visible_copies, c.model.hidden_copies = visible_copies, hidden_copies
+      c.train.num_steps = int(m.pretrain_steps)
+      c.optim.learning_rate = float(m.pretrain_learning_rate)
+    result = train(rbm_task.make_task(c, current), c, os.path.join(workdir, f"pretrain_layer_{layer}"), current)
+    modules.append(jax.device_get(result.state["params"]))
+    if layer == 0:
+      current = dbn_task.hidden_dataset(
+          modules[0], current, stream_key(config.seed, dbn_task.HIDDEN_SAMPLE_STREAM), current.name,
+          visible_copies=2)
+  return dbm.from_pretrained_rbms(*modules)
+
+
 def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):
   dataset = load_dataset(config.data)
-  return train(make_task(config, dataset), config, workdir, dataset, stop_after_step)
+  initial = pretrain(config, workdir, dataset) if int(config.model.pretrain_steps) > 0 else None
+  return train(make_task(config, dataset, initial), config, workdir, dataset, stop_after_step)

@@ -42,12 +42,14 @@ def layer_config(config, layer: int, num_hidden: int):
   return c
 
 
-def hidden_dataset(params, data: Dataset, key, previous_name: str) -> Dataset:
-  """The next layer's data: one fixed Bernoulli draw of p(h | v) per example."""
+def hidden_dataset(params, data: Dataset, key, previous_name: str, visible_copies: int = 1) -> Dataset:
+  """The next layer's data: one fixed Bernoulli draw of p(h | v) per example (of
+  σ(c + k vᵀW) for an RBM trained with k tied visible copies)."""
   def up(source, k):
     x = jnp.asarray(source.arrays["x"]).reshape(len(source), -1)
     x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
-    h = np.asarray(jax.random.bernoulli(k, rbm.hidden_probs(params, x)))
+    probs = rbm.hidden_probs(rbm.replicate(params, visible_copies), jnp.tile(x, (1, visible_copies)))
+    h = np.asarray(jax.random.bernoulli(k, probs))
     return ArraySource({"x": (h * 255).astype(np.uint8)[:, :, None, None],
                         "label": source.arrays["label"]})
   k_train, k_test = jax.random.split(key)
@@ -62,15 +64,23 @@ def _as_binary_images(x, shape):
                       "label": np.zeros(len(x), np.int64)})
 
 
+def binary_dataset(config, dataset: Dataset):
+  """The splits after the evaluation transforms (the training binarization for train), as a
+  transform-free dataset of {0, 255} images; returns (dataset, train rows, test rows)."""
+  image_shape = tuple(dataset.element_shape)
+  train_v = evaluation_split(dataset, "train", config.data.transforms, config.seed, flatten=True)
+  test_v = evaluation_split(dataset, "test", config.data.transforms, config.seed, flatten=True)
+  binary = Dataset(dataset.name, "image", _as_binary_images(train_v, image_shape),
+                   _as_binary_images(test_v, image_shape), image_shape, dataset.num_classes)
+  return binary, train_v, test_v
+
+
 def train_and_evaluate(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   dataset = load_dataset(config.data)
   image_shape = tuple(dataset.element_shape)
   # Layer 0 trains on the (statically binarized) images; deeper layers on hidden draws.
-  train_v = evaluation_split(dataset, "train", config.data.transforms, config.seed, flatten=True)
-  test_v = evaluation_split(dataset, "test", config.data.transforms, config.seed, flatten=True)
-  current = Dataset(dataset.name, "image", _as_binary_images(train_v, image_shape),
-                    _as_binary_images(test_v, image_shape), image_shape, dataset.num_classes)
+  current, train_v, test_v = binary_dataset(config, dataset)
   layers = []
   for layer, num_hidden in enumerate(config.model.layer_sizes):
     c = layer_config(config, layer, int(num_hidden))

@@ -10,8 +10,10 @@ mean(-F(v)) - log Ẑ in nats.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,15 +31,53 @@ SAMPLE_CHAINS = 64
 EXACT_LOG_Z_MAX_UNITS = 20
 
 
-def chain_step(params, v, keys, k):
+def chain_step(params, v, keys, k, step=rbm.gibbs_step):
   """k block-Gibbs sweeps, chain j driven by keys[j]."""
   def one(v_j, key_j):
-    return rbm.gibbs_chain(params, v_j[None], key_j, k)[0]
+    return rbm.gibbs_chain(params, v_j[None], key_j, k, step)[0]
   return jax.vmap(one)(v, keys)
 
 
 def _flat(x):
   return x.reshape(x.shape[0], -1)
+
+
+def _check_finite(x):
+  if not np.all(np.isfinite(np.asarray(x))):
+    raise ValueError("a Gaussian–Bernoulli RBM needs finite data")
+
+
+@dataclasses.dataclass(frozen=True)
+class VisibleUnits:
+  """What differs between Bernoulli and unit-variance Gaussian visible units."""
+  free_energy: Callable
+  gibbs_step: Callable
+  visible_mean: Callable        # E[v | h]
+  check_data: Callable          # (x) -> None, raises on data the units cannot model
+  standardized: bool            # data are z-scored per pixel with the training statistics
+
+
+VISIBLE_UNITS = {
+    "bernoulli": VisibleUnits(rbm.free_energy, rbm.gibbs_step, rbm.visible_probs,
+                              lambda x: check_binary(x, "a Bernoulli RBM"), False),
+    "gaussian": VisibleUnits(rbm.gaussian_free_energy, rbm.gaussian_gibbs_step,
+                             rbm.gaussian_visible_mean, _check_finite, True),
+}
+
+
+def gaussian_baselines(train, test) -> dict:
+  """Test log-likelihoods (nats) of Gaussians fitted by maximum likelihood to `train`:
+  diagonal and full covariance, for the Gaussian–Bernoulli RBM's table row."""
+  mean = train.mean(0)
+  var = train.var(0)
+  diag = -0.5 * np.sum(np.log(2 * np.pi * var) + np.square(test - mean) / var, -1)
+  cov = np.cov(train, rowvar=False, bias=True)
+  _, log_det = np.linalg.slogdet(cov)
+  centred = test - mean
+  maha = np.sum(centred * np.linalg.solve(cov, centred.T).T, -1)
+  full = -0.5 * (train.shape[1] * np.log(2 * np.pi) + log_det + maha)
+  return {"diagonal_gaussian_test_log_likelihood": float(diag.mean()),
+          "full_gaussian_test_log_likelihood": float(full.mean())}
 
 
 def make_task(config, dataset) -> Task:
@@ -48,59 +88,97 @@ def make_task(config, dataset) -> Task:
   persistent = m.method == "pcd"
   if m.method not in ("cd", "pcd"):
     raise ValueError(f"unknown model.method {m.method!r}; choose 'cd' or 'pcd'")
+  if m.visible not in VISIBLE_UNITS:
+    raise ValueError(f"unknown model.visible {m.visible!r}; choose from {sorted(VISIBLE_UNITS)}")
+  units = VISIBLE_UNITS[m.visible]
+  if units.standardized:  # per-pixel z-scores with the training split's statistics
+    train_x = evaluation_split(dataset, "train", transforms, config.seed, flatten=True)
+    pixel_mean = train_x.mean(0)
+    pixel_std = np.maximum(train_x.std(0), float(m.min_pixel_std))
+  else:
+    pixel_mean, pixel_std = np.zeros(n_visible, np.float32), np.ones(n_visible, np.float32)
+  log_std_sum = float(np.sum(np.log(pixel_std)))  # log |dv/dx|^-1: nats back in pixel units
+
+  visible_copies, hidden_copies = int(m.visible_copies), int(m.hidden_copies)
+  replicated = (visible_copies, hidden_copies) != (1, 1)
 
   def init(key, x):
     return rbm.init_params(key, n_visible, int(m.num_hidden), float(m.init_scale))
 
+  def tiled(x):
+    v = (_flat(x) - pixel_mean) / pixel_std if units.standardized else _flat(x)
+    return jnp.tile(v, (1, visible_copies))
+
   def init_aux(key, x, params):
-    return {"chains": _flat(x)} if persistent else {}
+    return {"chains": tiled(x)} if persistent else {}
 
   def loss_fn(params, batch, key, aux):
-    v = _flat(batch["x"])
+    # With copies, the tied replicated RBM is trained on tiled data (weight-doubled modules).
+    model = rbm.replicate(params, visible_copies, hidden_copies) if replicated else params
+    v = tiled(batch["x"])
     keys = fold_in_indices(key, batch["index"])
     start = aux["chains"] if persistent else v
-    v_model = jax.lax.stop_gradient(chain_step(params, start, keys, int(m.k)))
-    loss = jnp.mean(rbm.free_energy(params, v)) - jnp.mean(rbm.free_energy(params, v_model))
+    v_model = jax.lax.stop_gradient(chain_step(model, start, keys, int(m.k), units.gibbs_step))
+    # One free-energy pass over [data; chains]: one matmul each way instead of two.
+    free_energies = units.free_energy(model, jnp.concatenate([v, v_model]))
+    loss = jnp.mean(free_energies[:v.shape[0]]) - jnp.mean(free_energies[v.shape[0]:])
     terms = {"free_energy_gap": loss}
     if m.monitors:
-      terms["reconstruction_error"] = rbm.reconstruction_error(params, v)
-      terms["pseudo_log_likelihood"] = jnp.mean(rbm.pseudo_log_likelihood(
-          params, v, jax.random.fold_in(keys[0], 1)))
+      terms["reconstruction_error"] = reconstruction_error(model, v)
+      if m.visible == "bernoulli":
+        terms["pseudo_log_likelihood"] = jnp.mean(rbm.pseudo_log_likelihood(
+            model, v, jax.random.fold_in(keys[0], 1)))
     return loss, (terms, {"chains": v_model} if persistent else {})
 
   def check_data(x):
-    check_binary(x, "a Bernoulli RBM")
+    units.check_data(x)
 
   def split_data(split):
-    """A whole split after the evaluation transforms (train: the binarization trained on)."""
-    return evaluation_split(dataset, split, transforms, config.seed, flatten=True)
+    """A whole split after the evaluation transforms (train: the binarization trained on),
+    standardized for Gaussian units."""
+    return (evaluation_split(dataset, split, transforms, config.seed, flatten=True)
+            - pixel_mean) / pixel_std
+
+  def reconstruction_error(params, v):
+    """Mean squared error of the mean-field reconstruction E[v | h = p(h | v)]."""
+    return jnp.mean(jnp.sum(jnp.square(v - units.visible_mean(params, rbm.hidden_probs(params, v))), -1))
 
   def evaluate(params, dataset_, key, final):
-    ais_key = key
     test = jnp.asarray(split_data("test"))
-    metrics = {"test_reconstruction_error": float(rbm.reconstruction_error(params, test)),
-               "test_mean_free_energy": float(jnp.mean(rbm.free_energy(params, test)))}
-    if not final:
+    test_free_energy = np.asarray(units.free_energy(params, test))
+    metrics = {"test_reconstruction_error": float(reconstruction_error(params, test)),
+               "test_mean_free_energy": float(test_free_energy.mean())}
+    if not final or replicated:  # a replicated module's own likelihood is not reported
       return metrics
     train_data = jnp.asarray(split_data("train"))
-    base = rbm.base_rate_bias(train_data)
-    started = time.perf_counter()
-    log_z, std_err = jax.jit(rbm.ais_log_partition, static_argnums=2)(
-        params, ais_key, int(config.eval.ais_chains), None, base)
-    log_z, std_err = float(log_z), float(std_err)
-    test_ll = -float(jnp.mean(rbm.free_energy(params, test))) - log_z
-    train_ll = -float(jnp.mean(rbm.free_energy(params, train_data))) - log_z
-    per_example = -np.asarray(rbm.free_energy(params, test)) - log_z
-    metrics.update({"ais_log_z": log_z, "ais_log_z_std_err": std_err,
-                    "ais_chains": int(config.eval.ais_chains),
-                    "ais_temperatures": int(rbm.standard_ais_betas().shape[0]),
-                    "ais_seconds": time.perf_counter() - started,
-                    "test_log_likelihood": test_ll, "train_log_likelihood": train_ll,
+    train_free_energy = np.asarray(units.free_energy(params, train_data))
+    exact_possible = min(n_visible, int(m.num_hidden)) <= EXACT_LOG_Z_MAX_UNITS
+    if m.visible == "bernoulli":
+      started = time.perf_counter()
+      log_z, std_err = jax.jit(rbm.ais_log_partition, static_argnums=2)(
+          params, key, int(config.eval.ais_chains), None, rbm.base_rate_bias(train_data))
+      log_z = float(log_z)
+      metrics.update({"ais_log_z": log_z, "ais_log_z_std_err": float(std_err),
+                      "ais_chains": int(config.eval.ais_chains),
+                      "ais_temperatures": int(rbm.standard_ais_betas().shape[0]),
+                      "ais_seconds": time.perf_counter() - started})
+      if exact_possible:
+        metrics["exact_log_z"] = float(rbm.log_partition_exact(params))
+        metrics["exact_test_log_likelihood"] = -float(test_free_energy.mean()) - metrics["exact_log_z"]
+    else:
+      if int(m.num_hidden) > EXACT_LOG_Z_MAX_UNITS:
+        raise ValueError(f"a Gaussian–Bernoulli RBM is scored by exact log Z over its hidden units: "
+                         f"at most {EXACT_LOG_Z_MAX_UNITS} (model.num_hidden={m.num_hidden})")
+      log_z = float(rbm.gaussian_log_partition_exact(params))
+      metrics["exact_log_z"] = log_z
+      # Nats in the units of the data (before standardization): log p(x) = log p(v) - Σ log σ_i.
+      raw_train = np.asarray(train_data) * pixel_std + pixel_mean
+      raw_test = np.asarray(test) * pixel_std + pixel_mean
+      metrics.update(gaussian_baselines(raw_train, raw_test))
+    per_example = -test_free_energy - log_z - log_std_sum
+    metrics.update({"test_log_likelihood": float(per_example.mean()),
+                    "train_log_likelihood": float(-train_free_energy.mean() - log_z - log_std_sum),
                     "test_log_likelihood_sem": float(per_example.std() / math.sqrt(len(per_example)))})
-    if min(n_visible, int(m.num_hidden)) <= EXACT_LOG_Z_MAX_UNITS:
-      exact = float(rbm.log_partition_exact(params))
-      metrics["exact_log_z"] = exact
-      metrics["exact_test_log_likelihood"] = -float(jnp.mean(rbm.free_energy(params, test))) - exact
     return metrics
 
   def write_figures(params, dataset_, prefix, key, final):
@@ -109,13 +187,14 @@ def make_task(config, dataset) -> Task:
     paths = [plots.save_image_grid((filters - lo) / (hi - lo + 1e-8), f"{prefix}_filters.png", 10)]
     start = jnp.asarray(split_data("test")[:SAMPLE_CHAINS])
     steps = int(config.eval.sample_gibbs_steps) if final else int(config.eval.sample_gibbs_steps) // 10
-    v = rbm.gibbs_chain(params, start, jax.random.fold_in(key, 1), steps)
+    v = rbm.gibbs_chain(params, start, jax.random.fold_in(key, 1), steps, units.gibbs_step)
     h = rbm.sample_hidden(params, v, jax.random.fold_in(key, 2))
-    probs = rbm.visible_probs(params, h).reshape(-1, *image_shape)
-    paths.append(plots.save_image_grid(np.asarray(probs), f"{prefix}_samples.png", 8))
+    means = np.asarray(units.visible_mean(params, h)) * pixel_std + pixel_mean
+    paths.append(plots.save_image_grid(np.clip(means, 0.0, 1.0).reshape(-1, *image_shape),
+                                       f"{prefix}_samples.png", 8))
     return paths
 
-  return Task(name=f"rbm-{m.method}{m.k}", init=init, loss_fn=loss_fn, check_data=check_data,
+  return Task(name=f"rbm-{m.visible}-{m.method}{m.k}", init=init, loss_fn=loss_fn, check_data=check_data,
               write_figures=write_figures, evaluate=evaluate, init_aux=init_aux)
 
 
