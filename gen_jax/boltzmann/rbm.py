@@ -107,17 +107,23 @@ def log_partition_exact(params):
   if n > MAX_ENUMERATED_UNITS:
     raise ValueError(f"exact log Z enumerates 2^{n} configurations; at most "
                      f"{MAX_ENUMERATED_UNITS} units in the smaller layer")
-  dtype = params["W"].dtype
-  total = 1 << n
-  block = min(total, ENUMERATION_BLOCK)
 
   def unnormalized(config):
     if over_hidden:
       return config @ params["c"] + jnp.sum(jax.nn.softplus(config @ params["W"].T + params["b"]), -1)
     return -free_energy(params, config)
 
+  return _logsumexp_over_configurations(unnormalized, n, params["W"].dtype)
+
+
+def _logsumexp_over_configurations(log_weight, num_units: int, dtype):
+  """logsumexp of log_weight(configs) over all 2^num_units binary configurations, in blocks of
+  ENUMERATION_BLOCK rows (memory bound)."""
+  total = 1 << num_units
+  block = min(total, ENUMERATION_BLOCK)
+
   def block_lse(i):
-    return jax.nn.logsumexp(unnormalized(_binary_configurations(n, i * block, block, dtype)))
+    return jax.nn.logsumexp(log_weight(_binary_configurations(num_units, i * block, block, dtype)))
 
   return jax.nn.logsumexp(jax.lax.map(block_lse, jnp.arange(total // block)))
 
@@ -253,14 +259,9 @@ def gaussian_log_partition_exact(params):
   if n_hidden > MAX_ENUMERATED_UNITS:
     raise ValueError(f"exact log Z of a Gaussian–Bernoulli RBM enumerates 2^{n_hidden} hidden "
                      f"configurations; at most {MAX_ENUMERATED_UNITS} hidden units")
-  dtype = params["W"].dtype
-  total = 1 << n_hidden
-  block = min(total, ENUMERATION_BLOCK)
 
-  def block_lse(i):
-    h = _binary_configurations(n_hidden, i * block, block, dtype)
-    mean = h @ params["W"].T + params["b"]
-    return jax.nn.logsumexp(h @ params["c"] + 0.5 * jnp.sum(jnp.square(mean), -1))
+  def log_weight(h):
+    return h @ params["c"] + 0.5 * jnp.sum(jnp.square(h @ params["W"].T + params["b"]), -1)
 
   return (0.5 * n_visible * math.log(2 * math.pi) - 0.5 * jnp.sum(jnp.square(params["b"]))
-          + jax.nn.logsumexp(jax.lax.map(block_lse, jnp.arange(total // block))))
+          + _logsumexp_over_configurations(log_weight, n_hidden, params["W"].dtype))
