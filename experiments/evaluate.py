@@ -24,9 +24,9 @@ from absl import app, flags, logging
 from gen_jax.data import load_dataset
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
-from gen_jax.tasks import autoencoders
+from gen_jax.tasks import autoencoders, diffusion
 from gen_jax.training import trainer
-from gen_jax.training.workdir import CONFIG_FILE
+from gen_jax.training.workdir import CONFIG_FILE, read_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 0, "Samples to draw (0: the test split's size).")
@@ -34,20 +34,19 @@ _FEATURE_NET = flags.DEFINE_string("feature_net", "", "Feature network (default 
 _INCEPTION_WEIGHTS = flags.DEFINE_string("inception_weights", "", "Inception-v3 .npz (for inception_v3).")
 _PARAMS = flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
 _FLOOR = flags.DEFINE_string("floor", "", "Score this dataset's real test split instead of a run.")
+_GRAYSCALE = flags.DEFINE_bool("grayscale", False, "With --floor: score the grayscale pixels (the "
+                               "data of diffusion runs) instead of the binarized ones.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample draws (and, with --floor, of the data "
                              "binarization, as a run's config.seed).")
 EVAL_FILE = "eval.json"
 # Each family's task module (explicit: no registration by import side effect).
-FAMILIES = {"autoencoders": autoencoders}
+FAMILIES = {"autoencoders": autoencoders, "diffusion": diffusion}
 FLOOR_TRANSFORMS = {"mnist5k": ("static_binarize",), "digits": ("static_binarize",)}
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  config = read_config(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: --workdir must be a run's directory")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
   if config.get("family") not in FAMILIES:
     raise ValueError(f"{path} names family {config.get('family')!r}; known: {sorted(FAMILIES)}")
   return config
@@ -79,13 +78,14 @@ def evaluate_run(workdir: str, num_samples: int = 0, feature_net: str = "",
 
 
 def evaluate_floor(dataset_name: str, workdir: str, feature_net: str = "", seed: int = 0,
-                   inception_weights: str = "") -> dict:
+                   inception_weights: str = "", grayscale: bool = False) -> dict:
   dataset = load_dataset(ml_collections.ConfigDict({"name": dataset_name, "data_dir": ""}))
   net = feature_lib.feature_net(feature_net or feature_lib.default_feature_net(dataset_name),
                                 weights=inception_weights)
-  results = {"dataset": dataset_name, **protocol.real_vs_real(
-      dataset, FLOOR_TRANSFORMS.get(dataset_name, ()), net, jax.random.fold_in(jax.random.key(seed), 1),
-      lambda x: x, data_seed=seed)}
+  transforms = () if grayscale else FLOOR_TRANSFORMS.get(dataset_name, ())
+  results = {"dataset": dataset_name, "transforms": list(transforms), **protocol.real_vs_real(
+      dataset, transforms, net, jax.random.fold_in(jax.random.key(seed), 1), lambda x: x,
+      data_seed=seed)}
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, EVAL_FILE), "w") as f:
     json.dump(results, f, indent=2)
@@ -98,7 +98,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   if _FLOOR.value:
     results = evaluate_floor(_FLOOR.value, _WORKDIR.value, _FEATURE_NET.value, _SEED.value,
-                             _INCEPTION_WEIGHTS.value)
+                             _INCEPTION_WEIGHTS.value, _GRAYSCALE.value)
   else:
     results = evaluate_run(_WORKDIR.value, _NUM_SAMPLES.value, _FEATURE_NET.value, _PARAMS.value,
                            _SEED.value, _INCEPTION_WEIGHTS.value)

@@ -25,6 +25,7 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/runs", "Folder holding one wor
 _README = flags.DEFINE_string("readme", "", "README to rewrite between the results markers.")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 BOLTZMANN_START, BOLTZMANN_END = "<!-- boltzmann-results:start -->", "<!-- boltzmann-results:end -->"
+DIFFUSION_START, DIFFUSION_END = "<!-- diffusion-results:start -->", "<!-- diffusion-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -188,6 +189,146 @@ def boltzmann_table(runs_dir: str) -> str:
   return "\n".join(lines)
 
 
+def _load(path):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _bpd(ev, name="nelbo"):
+  return f"{ev[name + '_bpd']:.3f} ± {ev[name + '_bpd_sem']:.3f} bits/dim"
+
+
+def _fid(ev, net):
+  if f"fid_{net}" not in ev:
+    return "—"
+  return (f"FID {ev[f'fid_{net}']:.2f}, KID×10³ {1e3 * ev[f'kid_{net}']:.1f} ± "
+          f"{1e3 * ev[f'kid_{net}_std']:.1f} ({ev['num_samples']} samples)")
+
+
+def _ddpm_image_cells(ev, net):
+  terms = ", ".join(f"{name} {ev[name + '_bpd']:.3f}" for name in ("prior_kl", "diffusion_kl", "decoder_nll"))
+  return (f"full bound {_bpd(ev)} ({terms}; {ev['bound_examples']} test images)", _fid(ev, net))
+
+
+def _vdm_cells(ev, net):
+  terms = ", ".join(f"{name} {ev[name + '_bpd']:.3f}" for name in ("prior_kl", "recon_nll", "diffusion"))
+  spread = ""
+  if "diffusion_draw_std" in ev:
+    spread = (f"; one-draw std of L_diff {ev['diffusion_draw_std']:.1f} nats with the learned γ vs "
+              f"{ev['diffusion_linear_gamma_draw_std']:.1f} with the linear γ (means "
+              f"{ev['diffusion']:.1f} vs {ev['diffusion_linear_gamma']:.1f})")
+  return (f"continuous bound {_bpd(ev)} ({terms}; {ev['bound_examples']} test images{spread})",
+          _fid(ev, net))
+
+
+def _points_bound_cells(ev, net):
+  return (f"bound {ev['nelbo']:.3f} ± {ev['nelbo_sem']:.3f} nats (true NLL of the same points "
+          f"{ev['data_nll']:.3f}; {ev['bound_examples']} test points)", "—")
+
+
+def _ode_cells(ev, net):
+  return (f"ODE NLL {ev['ode_nll']:.3f} ± {ev['ode_nll_sem']:.3f} nats (true NLL of the same points "
+          f"{ev['ode_data_nll']:.3f}; {ev['ode_examples']} test points)", "—")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionRun:
+  workdir: str
+  config: str
+  title: str
+  dataset: str
+  cells: object  # (eval.json, feature net) -> (likelihood, sample quality)
+
+
+DIFFUSION_RUNS = (
+    DiffusionRun("ddpm_mnist5k", "experiments/configs/diffusion.py",
+                 "DDPM, ε target, L_simple, T = 1000; samples DDIM-50", "mnist5k", _ddpm_image_cells),
+    DiffusionRun("cfg_digits", "experiments/configs/cfg_digits.py",
+                 "class-conditional DDPM, label dropout 0.1; samples DDIM-50 at w = 1", "digits",
+                 _ddpm_image_cells),
+    DiffusionRun("vdm_digits", "experiments/configs/vdm_digits.py",
+                 "VDM, learned monotone γ (variance-minimising); 200 ancestral steps", "digits", _vdm_cells),
+    DiffusionRun("swiss_roll", "experiments/configs/swiss_roll.py",
+                 "DDPM, MLP, T = 1000, Gaussian decoder (Figure 1)", "swiss roll", _points_bound_cells),
+    DiffusionRun("ode_eight_gaussians", "experiments/configs/ode_2d.py",
+                 "VP SDE, MLP; probability-flow ODE likelihood", "8 gaussians (entropy ≈ 2.84)", _ode_cells),
+    DiffusionRun("ode_checkerboard", "experiments/configs/ode_2d.py:checkerboard",
+                 "VP SDE, MLP; probability-flow ODE likelihood", "checkerboard (ln 32 ≈ 3.47)", _ode_cells),
+)
+DIFFUSION_FLOORS = (("floor_mnist5k_grayscale", "mnist5k"), ("floor_digits_grayscale", "digits"))
+# (workdir, sweep, swept field, label, extra flags)
+SWEEP_RUNS = (("ddpm_mnist5k", "ddim_steps", "num_steps", "DDIM steps (η = 0)", " --num_samples=250"),
+              ("cfg_digits", "guidance", "guidance_weight", "guidance weight w", ""))
+
+
+def diffusion_table(runs_dir: str) -> str:
+  lines = ["| model | data | likelihood | sample quality (dataset classifier features) | steps | "
+           "training time | command |", "|---|---|---|---|---|---|---|"]
+  for name, dataset in DIFFUSION_FLOORS:
+    workdir = os.path.join(runs_dir, name)
+    command = f"`python -m experiments.evaluate --floor={dataset} --grayscale --workdir={workdir}`"
+    ev = _load(os.path.join(workdir, "eval.json"))
+    quality = "(not run)" if ev is None else _fid(ev, ev["feature_net"])
+    lines.append(f"| real test split (floor), grayscale | {dataset} | — | {quality} | — | — | {command} |")
+  for run in DIFFUSION_RUNS:
+    workdir = os.path.join(runs_dir, run.workdir)
+    command = f"`python -m experiments.diffusion --workdir={workdir} --config={run.config}`"
+    ev = _load(os.path.join(workdir, "eval.json"))
+    if ev is None:
+      lines.append(f"| {run.title} | {run.dataset} | (not run) | | | | {command} |")
+      continue
+    likelihood, quality = run.cells(ev, ev.get("feature_net", f"{run.dataset}_cls"))
+    minutes = training_seconds(read_metrics(workdir)) / 60
+    lines.append(f"| {run.title} | {run.dataset} | {likelihood} | {quality} | {ev['step']:,} | "
+                 f"{minutes:.1f} min | {command} |")
+  for name, sweep, field, label, extra in SWEEP_RUNS:
+    workdir = os.path.join(runs_dir, name)
+    result = _load(os.path.join(workdir, f"sweep_{sweep}.json"))
+    command = f"`python -m experiments.diffusion_sweep --workdir={workdir} --sweep={sweep}{extra}`"
+    if result is None:
+      lines += ["", f"{label} on {name}: (not run) {command}"]
+      continue
+    net = result["rows"][0]["feature_net"]
+    lines += ["", f"{label}, {name} ({result['dataset']}, {result['num_samples']} samples per row, "
+              f"{result['device']}): {command}", "",
+              f"| {label} | FID ({net}) | KID ×10³ | precision / recall | seconds per sample |",
+              "|---|---|---|---|---|"]
+    for row in result["rows"]:
+      lines.append(f"| {row[field]:g} | {row[f'fid_{net}']:.2f} | {1e3 * row[f'kid_{net}']:.1f} ± "
+                   f"{1e3 * row[f'kid_{net}_std']:.1f} | {row[f'precision_{net}']:.2f} / "
+                   f"{row[f'recall_{net}']:.2f} | {row['seconds_per_sample']:.4f} |")
+  return "\n".join(lines)
+
+
+# (workdir, file in it, name under docs/images/) of the diffusion figures shown in README.
+DIFFUSION_FIGURES = (
+    ("ddpm_mnist5k", "samples/final_samples.png", "diffusion_ddpm_mnist5k_samples.png"),
+    ("ddpm_mnist5k", "sweep_ddim_steps.png", "diffusion_ddpm_mnist5k_ddim_steps.png"),
+    ("cfg_digits", "guidance_w0.png", "diffusion_cfg_digits_w0.png"),
+    ("cfg_digits", "guidance_w4.png", "diffusion_cfg_digits_w4.png"),
+    ("cfg_digits", "sweep_guidance.png", "diffusion_cfg_digits_guidance.png"),
+    ("vdm_digits", "samples/final_samples.png", "diffusion_vdm_digits_samples.png"),
+    ("vdm_digits", "samples/final_gamma.png", "diffusion_vdm_digits_gamma.png"),
+    ("swiss_roll", "samples/final_trajectories.png", "diffusion_swiss_roll_figure1.png"),
+    ("ode_eight_gaussians", "samples/final_samples.png", "diffusion_ode_eight_gaussians_samples.png"),
+    ("ode_checkerboard", "samples/final_samples.png", "diffusion_ode_checkerboard_samples.png"),
+)
+
+
+def copy_diffusion_figures(runs_dir: str, repo_root: str) -> list[str]:
+  copied = []
+  for workdir, name, target_name in DIFFUSION_FIGURES:
+    source = os.path.join(runs_dir, workdir, name)
+    if os.path.exists(source):
+      target = os.path.join(repo_root, IMAGES_DIR, target_name)
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.copyfile(source, target)
+      copied.append(os.path.relpath(target, repo_root))
+  return copied
+
+
 def copy_figures(runs_dir: str, repo_root: str) -> list[str]:
   copied = []
   for run in RUNS:
@@ -215,14 +356,19 @@ def main(argv):
   del argv
   text = table(_RUNS_DIR.value)
   boltzmann = boltzmann_table(_RUNS_DIR.value)
+  diffusion = diffusion_table(_RUNS_DIR.value)
   if _README.value:
     root = os.path.dirname(os.path.abspath(_README.value))
     figures = copy_figures(_RUNS_DIR.value, root)
     images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in figures)
     rewrite_readme(_README.value, text + ("\n\n" + images if images else ""))
     rewrite_readme(_README.value, boltzmann, BOLTZMANN_START, BOLTZMANN_END)
+    diffusion_images = copy_diffusion_figures(_RUNS_DIR.value, root)
+    rewrite_readme(_README.value, diffusion + "\n\n" + "\n".join(
+        f"![{os.path.basename(p)}]({p})" for p in diffusion_images), DIFFUSION_START, DIFFUSION_END)
   print(text)
   print(boltzmann)
+  print(diffusion)
 
 
 if __name__ == "__main__":

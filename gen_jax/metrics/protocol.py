@@ -100,19 +100,27 @@ def compare_features(real_features, real_logits, fake_features, fake_logits, net
           f"precision_{net_name}": float(precision), f"recall_{net_name}": float(recall)}
 
 
+def image_quality(images, dataset, transforms, net: FeatureNet, key, to_display, *, data_seed: int,
+                  reference_split: str = "train", data_dir: str = "") -> dict:
+  """Metrics of generated `images` (in [0, 1]) against the reference split, with provenance."""
+  _, kid_key = jax.random.split(key)
+  real_f, real_l, provenance = reference_features(dataset, reference_split, transforms, net,
+                                                  data_seed, to_display, data_dir)
+  fake_f, fake_l = extract_features(net, images)
+  metrics = compare_features(real_f, real_l, fake_f, fake_l, net.name, kid_key)
+  return {**metrics, "num_samples": int(len(images)), "reference_split": reference_split,
+          "reference_size": int(len(real_f)), "feature_net": net.name,
+          "comparable_with_inception_fid": net.comparable_with_literature, **provenance}
+
+
 def sample_quality(sample_fn, dataset, transforms, net: FeatureNet, key, to_display, *,
                    num_samples: int, data_seed: int, reference_split: str = "train",
                    batch_size: int = 250, data_dir: str = "") -> dict:
   """Metrics of `num_samples` model samples against the reference split, with provenance."""
-  sample_key, kid_key = jax.random.split(key)
-  real_f, real_l, provenance = reference_features(dataset, reference_split, transforms, net,
-                                                  data_seed, to_display, data_dir)
+  sample_key, _ = jax.random.split(key)
   images = draw_samples(sample_fn, sample_key, num_samples, batch_size)
-  fake_f, fake_l = extract_features(net, images)
-  metrics = compare_features(real_f, real_l, fake_f, fake_l, net.name, kid_key)
-  return {**metrics, "num_samples": num_samples, "reference_split": reference_split,
-          "reference_size": int(len(real_f)), "feature_net": net.name,
-          "comparable_with_inception_fid": net.comparable_with_literature, **provenance}
+  return image_quality(images, dataset, transforms, net, key, to_display, data_seed=data_seed,
+                       reference_split=reference_split, data_dir=data_dir)
 
 
 def real_vs_real(dataset, transforms, net: FeatureNet, key, to_display, *, data_seed: int,

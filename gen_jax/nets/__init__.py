@@ -1,7 +1,8 @@
 """Flax linen networks (modules only: no losses, loops or I/O)."""
 
 from gen_jax.nets.autoencoders import Autoencoder, HierarchicalVAE, VAE
+from gen_jax.nets.diffusion import LearnedGamma, MLPDenoiser, UNet
 from gen_jax.nets.layers import MLP, ConvDecoder, ConvEncoder, MLPDecoder
 
 __all__ = ["Autoencoder", "HierarchicalVAE", "VAE", "MLP", "ConvDecoder", "ConvEncoder",
-           "MLPDecoder"]
+           "MLPDecoder", "LearnedGamma", "MLPDenoiser", "UNet"]

@@ -170,7 +170,8 @@ def restore_params(task: Task, config, workdir: str, dataset, which: str = "ema_
                             "--workdir at a run's directory")
   tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
   first_x = np.zeros((int(config.train.batch_size), *dataset.element_shape), np.float32)
-  like = _checkpointed(initial_state(task, tx, jnp.asarray(first_x), jax.random.key(0)))
+  like = jax.eval_shape(lambda: _checkpointed(initial_state(task, tx, jnp.asarray(first_x),
+                                                            jax.random.key(0))))
   restored = store.restore(step, like)
   store.close()
   return restored[which], step

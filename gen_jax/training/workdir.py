@@ -6,6 +6,7 @@ import json
 import os
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -60,6 +61,15 @@ def check_config_matches(workdir: str, config):
     raise WorkdirMismatchError(
         f"workdir {workdir!r} holds a run of a different config ({shown}{more}): "
         "use a new --workdir, or rerun with the config that made it")
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: --workdir must be a run's directory")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def write_config(workdir: str, config):
