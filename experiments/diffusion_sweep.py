@@ -36,11 +36,17 @@ SWEEPS = {
     "guidance": {"field": "guidance_weight", "values": (0.0, 0.5, 1.0, 2.0, 4.0), "fixed": {}},
 }
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained diffusion run's directory.", required=True)
-_SWEEP = flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "What to sweep.", required=True)
-_VALUES = flags.DEFINE_list("values", [], "Values to sweep (default: the sweep's own).")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Samples per setting.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample keys.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The sweep's flags, defined only when it runs as a program (its functions are imported by
+  tests next to other modules that own --workdir)."""
+  flags.DEFINE_string("workdir", None, "A trained diffusion run's directory.", required=True)
+  flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "What to sweep.", required=True)
+  flags.DEFINE_list("values", [], "Values to sweep (default: the sweep's own).")
+  flags.DEFINE_integer("num_samples", 1000, "Samples per setting.")
+  flags.DEFINE_integer("seed", 0, "Seed of the sample keys.")
 
 
 def draw_timed(model, params, sample_config, key, num_samples: int, batch_size: int):
@@ -123,8 +129,9 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  run_sweep(_WORKDIR.value, _SWEEP.value, _VALUES.value, _NUM_SAMPLES.value, _SEED.value)
+  run_sweep(FLAGS.workdir, FLAGS.sweep, FLAGS.values, FLAGS.num_samples, FLAGS.seed)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
