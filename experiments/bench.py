@@ -42,6 +42,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_CONFIG_DIR, "v
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "rbm: epochs timed for each side.")
 _DDIM_STEPS = flags.DEFINE_integer("ddim_steps", 50, "diffusion: DDIM steps per sample.")
 _SAMPLE_REPEATS = flags.DEFINE_integer("sample_repeats", 3, "diffusion: timed sampler draws.")
+_SAMPLE_BATCHES = flags.DEFINE_list("sample_batches", ["250", "8"], "diffusion: sampler batch sizes.")
 PEAK_MATMUL_SIZE = 2048
 PEAK_REPEATS = 10
 # Matrix products per PCD-1 step, both implementations: p(h|v_data), h and v of the chain,
@@ -161,39 +162,39 @@ def bench_diffusion(config):
   task = diffusion.make_task(config, dataset)
   model = diffusion.build_model(config, dataset)
   params = task.init(jax.random.key(0), np.zeros((1, *dataset.element_shape), np.float32))
-  batch, num_steps = int(config.eval.sample_batch_size), _DDIM_STEPS.value
+  num_steps = _DDIM_STEPS.value
   settings = diffusion.SampleSettings("ddim", num_steps)
-  keys = fold_in_indices(jax.random.key(1), np.arange(batch))
-  compiled = jax.jit(lambda k: model.sample(params, k, settings)).lower(keys).compile()
   eps_fn = model.eps_fn(params)
   schedule = model.process.schedule
   step = jax.jit(lambda x, t, t_prev: gaussian.ddim_step(schedule, x, t, t_prev, eps_fn(x, t), 0.0,
                                                          jnp.zeros_like(x)))
   ts = samplers.ddim_timesteps(schedule.num_steps, num_steps)
   t_prevs = np.concatenate([ts[1:], [-1]])
+  for batch in [int(b) for b in _SAMPLE_BATCHES.value]:
+    keys = fold_in_indices(jax.random.key(1), np.arange(batch))
+    compiled = jax.jit(lambda k: model.sample(params, k, settings)).lower(keys).compile()
 
-  def python_loop(keys):
-    _, x = samplers._start(jax.vmap(lambda k: jax.random.fold_in(k, diffusion.SAMPLER_STREAM))(keys),
-                           (batch, *dataset.element_shape), jnp.float32)
-    for t, t_prev in zip(ts, t_prevs):
-      x = step(x, jnp.full((batch,), t), jnp.full((batch,), t_prev))
-    return x
+    def python_loop(keys, batch=batch):
+      _, x = samplers._start(jax.vmap(lambda k: jax.random.fold_in(k, diffusion.SAMPLER_STREAM))(keys),
+                             (batch, *dataset.element_shape), jnp.float32)
+      for t, t_prev in zip(ts, t_prevs):
+        x = step(x, jnp.full((batch,), t), jnp.full((batch,), t_prev))
+      return x
 
-  jax.block_until_ready(python_loop(keys))  # compiles the step
-  timings = {}
-  for name, fn in (("compiled loop (lax.scan)", compiled), ("Python loop over a jitted step", python_loop)):
-    start = time.perf_counter()
-    for _ in range(_SAMPLE_REPEATS.value):
-      out = jax.block_until_ready(fn(keys))
-    timings[name] = (time.perf_counter() - start) / _SAMPLE_REPEATS.value
-  gap = float(np.max(np.abs(np.asarray(compiled(keys)) - np.asarray(python_loop(keys)))))
-  print(f"DDIM-{num_steps} (eta 0), batch {batch}, mean of {_SAMPLE_REPEATS.value} draws "
-        f"(max |difference| between the two: {gap:.2g}):")
-  for name, seconds in timings.items():
-    print(f"  {name:32s} {batch / seconds:8.1f} samples/s ({seconds:.2f} s per batch)")
-  compiled_s, python_s = timings["compiled loop (lax.scan)"], timings["Python loop over a jitted step"]
-  print(f"  compiled loop / Python loop speed: {python_s / compiled_s:.2f}x")
-  del out
+    jax.block_until_ready(python_loop(keys))  # compiles the step
+    timings = {}
+    for name, fn in (("compiled loop (lax.scan)", compiled), ("Python loop over a jitted step", python_loop)):
+      start = time.perf_counter()
+      for _ in range(_SAMPLE_REPEATS.value):
+        jax.block_until_ready(fn(keys))
+      timings[name] = (time.perf_counter() - start) / _SAMPLE_REPEATS.value
+    gap = float(np.max(np.abs(np.asarray(compiled(keys)) - np.asarray(python_loop(keys)))))
+    print(f"DDIM-{num_steps} (eta 0), batch {batch}, mean of {_SAMPLE_REPEATS.value} draws "
+          f"(max |difference| between the two: {gap:.2g}):")
+    for name, seconds in timings.items():
+      print(f"  {name:32s} {batch / seconds:8.1f} samples/s ({seconds:.3f} s per batch)")
+    compiled_s, python_s = timings["compiled loop (lax.scan)"], timings["Python loop over a jitted step"]
+    print(f"  compiled loop / Python loop speed: {python_s / compiled_s:.2f}x")
 
 
 BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm, "diffusion": bench_diffusion}
