@@ -175,8 +175,8 @@ def bench_diffusion(config):
     compiled = jax.jit(lambda k: model.sample(params, k, settings)).lower(keys).compile()
 
     def python_loop(keys, batch=batch):
-      _, x = samplers._start(jax.vmap(lambda k: jax.random.fold_in(k, diffusion.SAMPLER_STREAM))(keys),
-                             (batch, *dataset.element_shape), jnp.float32)
+      sampler_keys = jax.vmap(lambda k: jax.random.fold_in(k, diffusion.SAMPLER_STREAM))(keys)
+      _, x = samplers.initial_noise(sampler_keys, (batch, *dataset.element_shape))
       for t, t_prev in zip(ts, t_prevs):
         x = step(x, jnp.full((batch,), t), jnp.full((batch,), t_prev))
       return x

@@ -20,12 +20,14 @@ from gen_jax.keys import as_typed_key, example_keys
 PRIOR_DRAW = 2**31 - 1
 
 
-def _step_noise(keys, step, shape, dtype):
-  """Per-example standard normals for loop step `step`."""
+def step_noise(keys, step, shape, dtype=jnp.float32):
+  """Per-example standard normals for loop step `step`: example i's from fold_in(keys[i], step)."""
   return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape[1:], dtype))(keys)
 
 
-def _start(key, shape, dtype):
+def initial_noise(key, shape, dtype=jnp.float32):
+  """(per-example keys, x_T): x_T of example i from fold_in(key_i, PRIOR_DRAW); `key` is one key
+  or one per example."""
   keys = example_keys(as_typed_key(key), shape[0])
   x_T = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, PRIOR_DRAW), shape[1:], dtype))(keys)
   return keys, x_T
@@ -33,11 +35,11 @@ def _start(key, shape, dtype):
 
 def sample_ddpm(schedule: Schedule, eps_fn, key, shape, variance="small", dtype=jnp.float32):
   """Ancestral sampling x_T ~ N(0, I), then ddpm_step from index T-1 down to 0."""
-  keys, x = _start(key, shape, dtype)
+  keys, x = initial_noise(key, shape, dtype)
 
   def body(x, t_scalar):
     t = jnp.full(shape[:1], t_scalar)
-    noise = _step_noise(keys, t_scalar, shape, dtype)
+    noise = step_noise(keys, t_scalar, shape, dtype)
     return gaussian.ddpm_step(schedule, x, t, eps_fn(x, t), noise, variance), None
 
   x, _ = jax.lax.scan(body, x, jnp.arange(schedule.num_steps - 1, -1, -1))
@@ -55,14 +57,14 @@ def ddim_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
 def sample_ddim(schedule: Schedule, eps_fn, key, shape, num_steps: int, eta: float = 0.0,
                 dtype=jnp.float32):
   """DDIM (Song, Meng & Ermon 2021) over `num_steps` indices; eta = 0 deterministic."""
-  keys, x = _start(key, shape, dtype)
+  keys, x = initial_noise(key, shape, dtype)
   ts = ddim_timesteps(schedule.num_steps, num_steps)
   t_prevs = np.concatenate([ts[1:], [-1]]).astype(np.int32)
 
   def body(x, inputs):
     t_scalar, t_prev_scalar = inputs
     t = jnp.full(shape[:1], t_scalar)
-    noise = _step_noise(keys, t_scalar, shape, dtype)
+    noise = step_noise(keys, t_scalar, shape, dtype)
     return gaussian.ddim_step(schedule, x, t, jnp.full(shape[:1], t_prev_scalar), eps_fn(x, t), eta,
                               noise), None
 

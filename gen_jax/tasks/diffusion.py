@@ -103,7 +103,7 @@ class DDPMProcess:
   def trajectory(self, eps_fn, key, shape, snapshots):
     """{s: x_s} of one ancestral run for s in `snapshots`, s = the number of noising steps
     (T: the x_T draw; s < T: after the reverse step at index s)."""
-    keys, x = samplers._start(key, shape, jnp.float32)
+    keys, x = samplers.initial_noise(key, shape)
     states = {}
     snapshots = set(int(s) for s in snapshots)
     T = self.schedule.num_steps
@@ -111,7 +111,7 @@ class DDPMProcess:
       states[T] = x
     step = jax.jit(lambda x, t: gaussian.ddpm_step(
         self.schedule, x, jnp.full(shape[:1], t), eps_fn(x, jnp.full(shape[:1], t)),
-        samplers._step_noise(keys, t, shape, jnp.float32), self.m.variance))
+        samplers.step_noise(keys, t, shape), self.m.variance))
     for t in range(T - 1, -1, -1):
       x = step(x, t)
       if t in snapshots:
@@ -290,8 +290,7 @@ class DiffusionModel:
 
   def output_fn(self, params, labels=None):
     """(x, process time) -> raw network output."""
-    extra = params
-    return lambda x, t: self.net.apply(params["net"], x, self.process.network_time(t, extra), labels)
+    return lambda x, t: self.net.apply(params["net"], x, self.process.network_time(t, params), labels)
 
   def eps_fn(self, params, labels=None, guidance_weight: float = 0.0):
     """(x, t) -> ε̂, guided when the model is conditional (labels given, weight w)."""
