@@ -17,8 +17,6 @@ so the schedule is trained to minimise the variance of the estimate: η gets ∇
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
@@ -162,7 +160,3 @@ def sample(gamma_fn, eps_fn, key, shape, num_steps: int, dtype=jnp.float32):
   z_0 = jax.lax.fori_loop(0, num_steps, body, z)
   alpha_0, _ = alpha_sigma(gamma_fn(jnp.zeros(())))
   return 2.0 * nearest_bin(z_0 / alpha_0) / (PIXEL_VALUES - 1.0) - 1.0
-
-
-def nats_to_bpd(nats, num_dims: int):
-  return nats / (num_dims * math.log(2.0))

@@ -34,6 +34,7 @@ from gen_jax.diffusion import gaussian, losses, samplers, sde as sde_lib, vdm
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
+from gen_jax.metrics.likelihood import nats_to_bpd
 from gen_jax.nets import diffusion as nets
 from gen_jax.training import Task, plots, train
 
@@ -380,7 +381,7 @@ def make_task(config, dataset) -> Task:
     loss, terms = process.loss(model.output_fn(params, labels), params, x, diffusion_keys)
     terms = {name: jnp.mean(value) for name, value in terms.items()}
     if is_image and "nelbo" in terms:
-      terms["nelbo_bpd"] = terms["nelbo"] / (num_dims * math.log(2.0))
+      terms["nelbo_bpd"] = nats_to_bpd(terms["nelbo"], num_dims)
     return jnp.mean(loss), terms
 
   def check_data(x):
@@ -433,9 +434,8 @@ def make_task(config, dataset) -> Task:
         count += int(mask.sum())
       metrics.update(_summarize(values))
       if is_image:
-        scale = 1.0 / (num_dims * math.log(2.0))
-        metrics.update({(f"{k[:-4]}_bpd_sem" if k.endswith("_sem") else f"{k}_bpd"): v * scale
-                        for k, v in list(metrics.items())})
+        metrics.update({(f"{k[:-4]}_bpd_sem" if k.endswith("_sem") else f"{k}_bpd"):
+                        nats_to_bpd(v, num_dims) for k, v in list(metrics.items())})
       metrics["bound_examples"] = count
     if hasattr(process, "sde") and final:  # score SDEs: the probability-flow ODE likelihood
       values, count = {"nll": []}, 0
@@ -448,7 +448,7 @@ def make_task(config, dataset) -> Task:
       metrics.update(_summarize(values, "ode_"))
       metrics["ode_examples"] = count
       if is_image:
-        metrics["ode_nll_bpd"] = metrics["ode_nll"] / (num_dims * math.log(2.0))
+        metrics["ode_nll_bpd"] = nats_to_bpd(metrics["ode_nll"], num_dims)
     if final and is_image and int(ev.num_fid_samples) and dataset.name in feature_lib.DEFAULT_FEATURE_NET:
       metrics.update(sample_quality(model, params, dataset, config, jax.random.fold_in(key, 1),
                                     int(ev.num_fid_samples)))
