@@ -30,6 +30,7 @@ from gen_jax.tasks import diffusion
 from gen_jax.training import plots, trainer
 from gen_jax.training.workdir import read_config
 
+GRID_PER_CLASS = 8  # guidance sweep: samples per class in each w's grid
 SWEEPS = {
     "ddim_steps": {"field": "num_steps", "values": (10, 20, 50, 100, 1000),
                    "fixed": {"sampler": "ddim", "eta": 0.0}},
@@ -95,12 +96,8 @@ def run_sweep(workdir: str, sweep: str, values=(), num_samples: int = 1000, seed
     rows.append(row)
     print(json.dumps(row), flush=True)
     if sweep == "guidance":
-      num_classes = int(config.model.num_classes)
-      labels = jnp.repeat(jnp.arange(num_classes), 8)
-      images = jax.jit(lambda k, y: model.sample(params, k, sample_config, y))(
-          fold_in_indices(key, jnp.arange(labels.shape[0])), labels)
-      plots.save_image_grid(np.asarray((images + 1.0) / 2.0),
-                            os.path.join(workdir, f"guidance_w{value:g}.png"), 8)
+      diffusion.save_class_grid(model, params, key, GRID_PER_CLASS,
+                                os.path.join(workdir, f"guidance_w{value:g}.png"), sample_config)
   result = {"sweep": sweep, "step": step, "num_samples": num_samples, "dataset": dataset.name,
             "device": jax.devices()[0].device_kind, "rows": rows}
   with open(os.path.join(workdir, f"sweep_{sweep}.json"), "w") as f:

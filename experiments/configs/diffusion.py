@@ -85,6 +85,16 @@ def digits(c):
   c.train.num_steps = 5_000
 
 
+def points_2d(c):
+  """What every 2-D density experiment shares: raw coordinates, the MLP denoiser, batch 256,
+  no periodic figures, evaluation in batches of 1,000."""
+  c.data.transforms = ()
+  c.model.network = "mlp"
+  c.train.batch_size = 256
+  c.train.sample_every = 0
+  c.eval.batch_size = 1_000
+
+
 VARIANTS = {"smoke": smoke, "digits": digits}
 
 

@@ -28,14 +28,10 @@ def smoke(c):
 
 def get_config(arg: str = ""):
   c = diffusion.base_config()
+  diffusion.points_2d(c)
   c.data.name = "eight_gaussians"
-  c.data.transforms = ()
   c.model.process = "sde"
-  c.model.network = "mlp"
   c.sample.sampler = "ode"
   c.sample.num_steps = 200
-  c.train.batch_size = 256
   c.train.num_steps = 20_000
-  c.train.sample_every = 0
-  c.eval.batch_size = 1_000
   return common.apply_variants(c, arg, {"checkerboard": checkerboard, "smoke": smoke})

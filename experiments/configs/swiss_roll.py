@@ -22,14 +22,10 @@ def smoke(c):
 
 def get_config(arg: str = ""):
   c = diffusion.base_config()
+  diffusion.points_2d(c)
   c.data.name = "swiss_roll"
-  c.data.transforms = ()
-  c.model.network = "mlp"
   c.model.decoder = "gaussian"
   c.sample.sampler = "ddpm"
-  c.train.batch_size = 256
   c.train.num_steps = 10_000
-  c.train.sample_every = 0
   c.eval.bound_examples = 1_000
-  c.eval.batch_size = 1_000
   return common.apply_variants(c, arg, {"smoke": smoke})

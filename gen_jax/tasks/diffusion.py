@@ -478,21 +478,24 @@ def sample_quality(model: DiffusionModel, params, dataset, config, key, num_samp
       data_dir=config.data.data_dir)
 
 
+def save_class_grid(model, params, key, per_class: int, path: str, sample_config=None):
+  """A PNG with one row per class, `per_class` samples each (sample i from fold_in(key, i))."""
+  labels = jnp.repeat(jnp.arange(int(model.config.model.num_classes)), per_class)
+  keys = fold_in_indices(key, jnp.arange(labels.shape[0]))
+  images = jax.jit(lambda k, y: model.sample(params, k, sample_config, y))(keys, labels)
+  return plots.save_image_grid(np.asarray(_to_display("image")(images)), path, per_class)
+
+
 def _image_figures(model, params, prefix, key, final, dataset):
-  display = lambda x: np.asarray(_to_display("image")(x))
-  keys = fold_in_indices(key, jnp.arange(NUM_GRID_SAMPLES))
   paths = []
   if model.conditional:
-    num_classes = int(model.config.model.num_classes)
-    per_class = max(1, NUM_GRID_SAMPLES // num_classes)
-    labels = jnp.repeat(jnp.arange(num_classes), per_class)
-    keys = fold_in_indices(key, jnp.arange(labels.shape[0]))
-    images = jax.jit(lambda k, y: model.sample(params, k, labels=y))(keys, labels)
-    paths.append(plots.save_image_grid(display(images).reshape(-1, *model.element_shape),
-                                       f"{prefix}_samples_by_class.png", per_class))
+    per_class = max(1, NUM_GRID_SAMPLES // int(model.config.model.num_classes))
+    paths.append(save_class_grid(model, params, key, per_class, f"{prefix}_samples_by_class.png"))
   else:
+    keys = fold_in_indices(key, jnp.arange(NUM_GRID_SAMPLES))
     images = jax.jit(lambda k: model.sample(params, k))(keys)
-    paths.append(plots.save_image_grid(display(images), f"{prefix}_samples.png", 8))
+    paths.append(plots.save_image_grid(np.asarray(_to_display("image")(images)),
+                                       f"{prefix}_samples.png", 8))
   if final and hasattr(model.process, "gamma_fn"):
     paths.append(_gamma_figure(model.process.gamma_fn(params), f"{prefix}_gamma.png"))
   return paths
