@@ -7,8 +7,8 @@ r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family'
 `vae`: times the jitted, sharded, donated train step on the configured data (after
 compilation and warm-up), with the host input pipeline included.
 `rbm`: one PCD-1 epoch on mnist5k (784x500, batch 100) of gen_jax's train step against
-scikit-learn's BernoulliRBM with the same settings, side by side in one run, and the
-achieved GFLOP/s as a fraction of this machine's measured float32 matmul peak.
+scikit-learn's BernoulliRBM with the same settings, in interleaved rounds of one run, and
+the achieved GFLOP/s as a fraction of this machine's measured float32 matmul peak.
 `diffusion`: train steps/s of the configured model, then DDIM-50 samples/s of the package's
 compiled sampler against the same sampler as a Python loop over a jitted step.
 All print the machine they ran on.
@@ -16,6 +16,7 @@ All print the machine they ran on.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import time
@@ -29,25 +30,29 @@ from ml_collections import config_flags
 
 from gen_jax.data import BatchSampler, apply_transforms, load_dataset
 from gen_jax.tasks import autoencoders
-from gen_jax.training import make_mesh, make_train_step
+from gen_jax.training import make_mesh
 from gen_jax.training.optim import make_optimizer
 from gen_jax.keys import DATA_STREAM, LOSS_STREAM
-from gen_jax.training.trainer import initial_state, to_global
+from gen_jax.training.trainer import initial_state, make_step_runner, next_call_length
 
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed steps after compilation.")
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_CONFIG_DIR, "vae.py"),
                                           "Config of the benchmarked model.", lock_config=True)
-_EPOCHS = flags.DEFINE_integer("epochs", 5, "rbm: epochs timed for each side.")
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "rbm: epochs timed for each side in a round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 7, "rbm: interleaved timing rounds (medians reported).")
 _DDIM_STEPS = flags.DEFINE_integer("ddim_steps", 50, "diffusion: DDIM steps per sample.")
 _SAMPLE_REPEATS = flags.DEFINE_integer("sample_repeats", 3, "diffusion: timed sampler draws.")
 _SAMPLE_BATCHES = flags.DEFINE_list("sample_batches", ["250", "8"], "diffusion: sampler batch sizes.")
 PEAK_MATMUL_SIZE = 2048
 PEAK_REPEATS = 10
-# Matrix products per PCD-1 step, both implementations: p(h|v_data), h and v of the chain,
-# p(h|v_model), and the two outer products of the gradient.
-RBM_MATMULS_PER_STEP = 6
+# Matrix products (batch x 784 x 500 each) per PCD-1 step, both implementations, chains kept
+# as hidden states: v ~ p(v | h_chain), p(h | v) of data and chains, and the two outer
+# products of the gradient.
+RBM_MATMULS_PER_STEP = 5
+# Pause before each timed side (s): BLAS and XLA worker threads spin for a while after work.
+SETTLE_SECONDS = 0.5
 
 
 def machine() -> str:
@@ -62,29 +67,44 @@ def machine() -> str:
           f"{devices[0].platform} device(s) ({devices[0].device_kind})")
 
 
-def bench_train_step(make_task, config, steps: int, warmup: int):
+def train_step_runner(make_task, config, warmup: int):
+  """Builds the trainer's jitted, donated step on the configured data (`train.steps_per_call`
+  steps a call, as the trainer runs it), compiles it and runs `warmup` steps; returns
+  run(steps) -> seconds, which times the next `steps` steps of the training stream (host
+  input pipeline included)."""
   dataset = load_dataset(config.data)
   task = make_task(config, dataset)
   mesh = make_mesh(int(config.get("num_devices", 0)))
   tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
   root = jax.random.key(int(config.seed))
   sampler = BatchSampler(len(dataset.train), int(config.train.batch_size), int(config.seed))
-  sharding = NamedSharding(mesh, PartitionSpec("data"))
   data_key = jax.random.fold_in(root, DATA_STREAM)
   first_x = jax.jit(lambda b: apply_transforms(tuple(config.data.transforms), b, data_key, True))(
       sampler.local_batch(dataset.train, 0))
   state = jax.device_put(initial_state(task, tx, first_x, root),
                          NamedSharding(mesh, PartitionSpec()))
-  step_fn = make_train_step(task, tx, tuple(config.data.transforms), data_key,
-                            jax.random.fold_in(root, LOSS_STREAM), float(config.train.ema_decay), mesh)
-  for i in range(warmup):
-    state, terms = step_fn(state, to_global(sampler.local_batch(dataset.train, i), sharding))
-  jax.block_until_ready(terms)
-  start = time.perf_counter()
-  for i in range(warmup, warmup + steps):
-    state, terms = step_fn(state, to_global(sampler.local_batch(dataset.train, i), sharding))
-  jax.block_until_ready(terms)
-  seconds = time.perf_counter() - start
+  advance = make_step_runner(task, tx, tuple(config.data.transforms), data_key,
+                             jax.random.fold_in(root, LOSS_STREAM), float(config.train.ema_decay),
+                             mesh, sampler, dataset.train)
+  steps_per_call = int(config.train.get("steps_per_call", 1))
+  position = 0
+
+  def run(steps: int) -> float:
+    nonlocal state, position
+    start, stop = time.perf_counter(), position + steps
+    while position < stop:
+      length = next_call_length(position, stop, steps_per_call, ())
+      state, terms = advance(state, position, length)
+      position += length
+    jax.block_until_ready(terms)
+    return time.perf_counter() - start
+
+  run(warmup)
+  return run
+
+
+def bench_train_step(make_task, config, steps: int, warmup: int):
+  seconds = train_step_runner(make_task, config, warmup)(steps)
   return steps / seconds, steps * int(config.train.batch_size) / seconds
 
 
@@ -110,40 +130,76 @@ def bench_vae(config):
 
 
 def bench_rbm(config):
+  """One PCD-1 epoch of the trainer's step against scikit-learn's BernoulliRBM.fit, timed in
+  interleaved rounds (gen_jax with scikit-learn's update, gen_jax with the config's,
+  scikit-learn in float32 and float64; the order reversed every other round, each timing
+  after a pause in which the other side's spinning worker threads go idle) so all see the
+  same machine; medians over rounds are reported, with the range of the per-round speed
+  ratios. scikit-learn's one-off cost of fit (input validation, weight initialisation) is
+  measured by fit with n_iter=0 and subtracted."""
   from sklearn.neural_network import BernoulliRBM
   from gen_jax.tasks import rbm as rbm_task
   with config.unlocked():
     config.model.monitors = False  # the same work as scikit-learn's update
+  same_update = copy.deepcopy(config)
+  with same_update.unlocked():  # BernoulliRBM: plain SGD at a constant learning rate
+    same_update.optim.b1 = 0.0
+    same_update.optim.final_lr_fraction = 1.0
+    same_update.optim.warmup_steps = 0
   dataset = load_dataset(config.data)
-  steps_per_epoch = len(dataset.train) // int(config.train.batch_size)
-  epochs = _EPOCHS.value
-  steps_per_sec, _ = bench_train_step(rbm_task.make_task, config, epochs * steps_per_epoch,
-                                      _WARMUP.value)
-  ours = steps_per_epoch / steps_per_sec
+  batch_size, n_hidden = int(config.train.batch_size), int(config.model.num_hidden)
+  steps_per_epoch = len(dataset.train) // batch_size
+  epochs, rounds = _EPOCHS.value, _ROUNDS.value
+  ours = {"SGD, constant learning rate (scikit-learn's update)": same_update,
+          f"the config's update (SGD, momentum {config.optim.b1})": config}
+  runners = {name: train_step_runner(rbm_task.make_task, c, _WARMUP.value) for name, c in ours.items()}
+  for run in runners.values():
+    run(epochs * steps_per_epoch)  # compiles every call length a round uses
   images = dataset.train.arrays["x"].reshape(len(dataset.train), -1) / 255.0
   binary = (np.random.default_rng(0).random(images.shape) < images).astype(np.float64)
-  theirs = {}
-  for dtype in (np.float64, np.float32):  # BernoulliRBM computes in its input's dtype
-    data = binary.astype(dtype)
-    BernoulliRBM(n_components=int(config.model.num_hidden), batch_size=int(config.train.batch_size),
-                 n_iter=1, random_state=0).fit(data)  # warm-up (first-call costs)
-    sk = BernoulliRBM(n_components=int(config.model.num_hidden), learning_rate=0.01,
-                      batch_size=int(config.train.batch_size), n_iter=epochs, random_state=0)
+
+  def sklearn_fit_seconds(data, n_iter):
+    model = BernoulliRBM(n_components=n_hidden, learning_rate=float(config.optim.learning_rate),
+                         batch_size=batch_size, n_iter=n_iter, random_state=0)
     start = time.perf_counter()
-    sk.fit(data)
-    theirs[np.dtype(dtype).name] = (time.perf_counter() - start) / epochs
-  n_visible, n_hidden = binary.shape[1], int(config.model.num_hidden)
-  flops = RBM_MATMULS_PER_STEP * 2 * int(config.train.batch_size) * n_visible * n_hidden
-  achieved = flops * steps_per_sec / 1e9
+    model.fit(data)
+    return time.perf_counter() - start
+
+  datasets = {"float32": binary.astype(np.float32), "float64": binary}
+  for data in datasets.values():
+    sklearn_fit_seconds(data, 1)  # warm-up (first-call costs)
+  def time_gen_jax(name):
+    time.sleep(SETTLE_SECONDS)
+    return runners[name](epochs * steps_per_epoch) / epochs
+
+  def time_sklearn(name):
+    fixed = sklearn_fit_seconds(datasets[name], 0)
+    time.sleep(SETTLE_SECONDS)
+    return (sklearn_fit_seconds(datasets[name], epochs) - fixed) / epochs
+
+  sides = [(name, time_gen_jax) for name in runners] + [(name, time_sklearn) for name in datasets]
+  seconds = {name: [] for name, _ in sides}
+  for i in range(rounds):
+    for name, time_side in (sides if i % 2 == 0 else sides[::-1]):  # the order alternates
+      seconds[name].append(time_side(name))
+  seconds = {name: np.asarray(s) for name, s in seconds.items()}
+  n_visible = binary.shape[1]
+  flops = RBM_MATMULS_PER_STEP * 2 * batch_size * n_visible * n_hidden * steps_per_epoch
   peak = matmul_peak_gflops()
-  print(f"PCD-1 epoch on {config.data.name} ({n_visible}x{n_hidden}, batch {config.train.batch_size}, "
-        f"{steps_per_epoch} steps), mean of {epochs} epochs:")
-  print(f"  gen_jax (float32):      {ours * 1e3:.1f} ms/epoch")
-  for name, seconds in theirs.items():
-    print(f"  scikit-learn ({name}): {seconds * 1e3:.1f} ms/epoch (BernoulliRBM.fit) -> "
-          f"gen_jax is {seconds / ours:.2f}x faster")
-  print(f"  gen_jax achieved {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the measured "
-        f"float32 matmul peak {peak:.1f} GFLOP/s ({PEAK_MATMUL_SIZE}^3 jit matmul)")
+  print(f"PCD-1 epoch on {config.data.name} ({n_visible}x{n_hidden}, batch {batch_size}, "
+        f"{steps_per_epoch} steps); median of {rounds} interleaved rounds of {epochs} epoch(s) each. "
+        f"gen_jax: the trainer's step ({config.train.steps_per_call} steps a call), host input "
+        f"pipeline and static binarization included.")
+  for name in runners:
+    achieved = flops / np.median(seconds[name]) / 1e9
+    print(f"  gen_jax (float32), {name}: {1e3 * np.median(seconds[name]):.1f} ms/epoch, "
+          f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the measured float32 matmul peak "
+          f"{peak:.1f} GFLOP/s ({PEAK_MATMUL_SIZE}^3 jit matmul)")
+    for other in datasets:
+      ratios = seconds[other] / seconds[name]
+      print(f"    vs scikit-learn ({other}), {1e3 * np.median(seconds[other]):.1f} ms/epoch "
+            f"(BernoulliRBM.fit): {np.median(ratios):.2f}x faster (rounds: {ratios.min():.2f}x "
+            f"to {ratios.max():.2f}x)")
 
 
 def bench_diffusion(config):

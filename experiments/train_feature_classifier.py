@@ -23,6 +23,7 @@ from absl import app, flags, logging
 from tqdm.auto import trange
 
 from gen_jax.data import BatchSampler, load_dataset
+from gen_jax.keys import bernoulli
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics.weights_io import save_variables
 from gen_jax.nets.classifier import SmallConvClassifier
@@ -41,8 +42,8 @@ WEIGHT_DECAY = 1e-4
 def augment(key, images):
   """With probability 1/2 per image, replace it by a Bernoulli draw of its pixels."""
   k_choose, k_draw = jax.random.split(key)
-  binary = jax.random.bernoulli(k_draw, images).astype(images.dtype)
-  choose = jax.random.bernoulli(k_choose, BINARIZE_PROBABILITY, (images.shape[0], 1, 1, 1))
+  binary = bernoulli(k_draw, images).astype(images.dtype)
+  choose = bernoulli(k_choose, BINARIZE_PROBABILITY, (images.shape[0], 1, 1, 1))
   return jnp.where(choose, binary, images)
 
 
@@ -80,7 +81,7 @@ def main(argv):
     ids = sampler.example_ids(sampler.local_positions(i))
     params, opt_state, loss = step(params, opt_state, train_x[ids], train_y[ids],
                                    jax.random.fold_in(key, i))
-  binary_test = np.asarray(jax.random.bernoulli(jax.random.key(1), test_x), np.float32)
+  binary_test = np.asarray(bernoulli(jax.random.key(1), test_x), np.float32)
   acc, acc_binary = accuracy(model, params, test_x, test_y), accuracy(model, params, binary_test, test_y)
   # Fix the ruler's scale: features are multiplied by 1 / RMS over the training split.
   train_features, _ = jax.jit(model.apply)(params, train_x)

@@ -149,6 +149,17 @@ def test_host_slices_make_up_the_global_batch():
     np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
 
 
+def test_stacked_batches_are_the_batches_of_their_steps():
+  from gen_jax.data.sources import ArraySource
+  source = ArraySource({"x": np.arange(10) * 10, "label": np.arange(10)})
+  sampler = BatchSampler(10, 4, seed=1, process_index=1, process_count=2)
+  stacked = sampler.local_batches(source, step=1, count=4)  # crosses two epoch boundaries
+  for i in range(4):
+    one = sampler.local_batch(source, step=1 + i)
+    for key in ("x", "label", "index", "id"):
+      np.testing.assert_array_equal(stacked[key][i], one[key])
+
+
 def test_eval_batches_pad_and_mask():
   from gen_jax.data.sources import ArraySource
   source = ArraySource({"x": np.arange(10), "label": np.zeros(10)})

@@ -19,6 +19,7 @@ from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
 from gen_jax.training import Task, make_mesh, make_train_step, train
 from gen_jax.training.optim import make_optimizer
+from gen_jax.training.trainer import next_call_length
 from gen_jax.training.workdir import WorkdirMismatchError
 from gen_jax.training.writers import read_metrics
 from tests.helpers import with_overrides
@@ -68,12 +69,18 @@ def test_smoke_run_writes_the_workdir_contract(tmp_path, digits):
 
 
 def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits, capsys):
+  """Also across train.steps_per_call: the interrupted run does 7 steps a call, its resumption
+  3 (calls stop at every log and checkpoint step), the straight run 1."""
   config = smoke_config()
   straight = run(config, tmp_path / "straight", digits)
-  first = run(config, tmp_path / "resumed", digits, stop_after_step=20)
+  first = run(smoke_config(**{"train.steps_per_call": 7}), tmp_path / "resumed", digits,
+              stop_after_step=20)
   assert first.step == 20
-  resumed = run(config, tmp_path / "resumed", digits)
+  resumed = run(smoke_config(**{"train.steps_per_call": 3}), tmp_path / "resumed", digits)
   assert "resuming from step 20" in capsys.readouterr().out
+  logged = lambda d: [{k: v for k, v in r.items() if k != "steps_per_sec"}
+                      for r in read_metrics(d) if "loss" in r]
+  assert logged(tmp_path / "straight") == logged(tmp_path / "resumed")
   chex.assert_trees_all_equal(jax.device_get(straight.state["params"]),
                               jax.device_get(resumed.state["params"]))
   chex.assert_trees_all_equal(jax.device_get(straight.state["ema_params"]),
@@ -94,13 +101,31 @@ def launcher(workdir, *flags, devices=1):
 def test_one_and_four_devices_log_the_same_losses(tmp_path):
   flags = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0")
   one = launcher(tmp_path / "one", *flags, devices=1)
-  four = launcher(tmp_path / "four", *flags, devices=4)
+  # Four devices, 4 steps a call: the stacked batches are split over the devices too.
+  four = launcher(tmp_path / "four", *flags, "--config.train.steps_per_call=4", devices=4)
   assert one.returncode == 0, one.stderr[-2000:]
   assert four.returncode == 0, four.stderr[-2000:]
   losses = lambda d: [(r["step"], r["loss"], r["kl"]) for r in read_metrics(d) if "loss" in r]
   a, b = losses(tmp_path / "one"), losses(tmp_path / "four")
   assert [s for s, *_ in a] == [s for s, *_ in b] == [10, 20, 30, 40]
   np.testing.assert_allclose(np.array(a)[:, 1:], np.array(b)[:, 1:], rtol=1e-3)
+
+
+def test_calls_end_at_every_event_step():
+  # steps_per_call 7 from step 0: 7 steps, then up to the log step 10, then 7 more ...
+  lengths, step = [], 0
+  while step < 40:
+    lengths.append(next_call_length(step, 40, 7, (10, 20, 0)))
+    step += lengths[-1]
+  assert lengths == [7, 3, 7, 3, 7, 3, 7, 3]
+  assert next_call_length(5, 6, 7, (10,)) == 1  # the end of the run
+  assert next_call_length(0, 40, 1, (10,)) == 1
+
+
+def test_steps_per_call_below_one_is_refused(tmp_path, digits):
+  with pytest.raises(ValueError, match="train.steps_per_call=0"):
+    run(smoke_config(**{"train.steps_per_call": 0}), tmp_path, digits)
+  assert not (tmp_path / "checkpoints").exists()
 
 
 def test_global_batch_must_divide_over_devices(tmp_path, digits):

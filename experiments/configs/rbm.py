@@ -43,6 +43,7 @@ def get_config(arg: str = ""):
   c.train.num_steps = 20_000
   c.train.ema_decay = 0.0
   c.train.sample_every = 5_000
+  c.train.steps_per_call = 50  # a PCD step is ~4 ms here: one dispatch per 50 steps
   c.optim.name = "sgd"
   c.optim.b1 = 0.9
   c.optim.learning_rate = 0.01

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax.autoencoders.vae import sum_except_batch
-from gen_jax.keys import example_keys
+from gen_jax.keys import bernoulli, example_keys
 
 # Bounds of the data for each observation model's data range, for salt-and-pepper noise.
 DATA_BOUNDS = {"binary": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
@@ -29,15 +29,15 @@ def gaussian_corruption(key, x, level, bounds):
 
 def masking_corruption(key, x, level, bounds):
   """Each dimension set to the low bound with probability `level`."""
-  drop = jax.random.bernoulli(key, level, x.shape)
+  drop = bernoulli(key, level, x.shape)
   return jnp.where(drop, bounds[0], x)
 
 
 def salt_and_pepper_corruption(key, x, level, bounds):
   """Each dimension, with probability `level`, set to the low or high bound (fair coin)."""
   key_hit, key_salt = jax.random.split(key)
-  hit = jax.random.bernoulli(key_hit, level, x.shape)
-  salt = jax.random.bernoulli(key_salt, 0.5, x.shape)
+  hit = bernoulli(key_hit, level, x.shape)
+  salt = bernoulli(key_salt, 0.5, x.shape)
   return jnp.where(hit, jnp.where(salt, bounds[1], bounds[0]), x)
 
 

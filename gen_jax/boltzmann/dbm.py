@@ -15,7 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gen_jax.keys import as_typed_key
+from gen_jax.keys import as_typed_key, bernoulli
 
 MAX_ENUMERATED_UNITS = 22
 ENTROPY_EPS = 1e-7
@@ -77,12 +77,12 @@ def gibbs_step(params, state, key, beta=1.0, base_visible_bias=None):
   visible model (1-β) b_A when given)."""
   v, h1, h2 = state
   k1, kv, k2 = jax.random.split(key, 3)
-  h1 = jax.random.bernoulli(k1, jax.nn.sigmoid(beta * (params["c1"] + v @ params["W1"] + h2 @ params["W2"].T))).astype(v.dtype)
+  h1 = bernoulli(k1, jax.nn.sigmoid(beta * (params["c1"] + v @ params["W1"] + h2 @ params["W2"].T))).astype(v.dtype)
   v_logits = beta * (params["b"] + h1 @ params["W1"].T)
   if base_visible_bias is not None:
     v_logits = v_logits + (1.0 - beta) * base_visible_bias
-  v = jax.random.bernoulli(kv, jax.nn.sigmoid(v_logits)).astype(v.dtype)
-  h2 = jax.random.bernoulli(k2, jax.nn.sigmoid(beta * (params["c2"] + h1 @ params["W2"]))).astype(v.dtype)
+  v = bernoulli(kv, jax.nn.sigmoid(v_logits)).astype(v.dtype)
+  h2 = bernoulli(k2, jax.nn.sigmoid(beta * (params["c2"] + h1 @ params["W2"]))).astype(v.dtype)
   return v, h1, h2
 
 
@@ -109,8 +109,8 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
   betas = jnp.asarray(standard_ais_betas() if betas is None else betas, dtype)
   log_z0 = jnp.sum(jax.nn.softplus(base)) + (n_1 + n_2) * math.log(2.0)
   k_v, k_h2, k_run = jax.random.split(key, 3)
-  v = jax.random.bernoulli(k_v, jax.nn.sigmoid(base), (num_chains, n_v)).astype(dtype)
-  h2 = jax.random.bernoulli(k_h2, 0.5, (num_chains, n_2)).astype(dtype)
+  v = bernoulli(k_v, jax.nn.sigmoid(base), (num_chains, n_v)).astype(dtype)
+  h2 = bernoulli(k_h2, 0.5, (num_chains, n_2)).astype(dtype)
   log_p = lambda v, h2, beta: (1.0 - beta) * v @ base + log_unnormalized_v_h2(params, v, h2, beta)
 
   def step(carry, inputs):

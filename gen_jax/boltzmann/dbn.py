@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from gen_jax import distributions
 from gen_jax.boltzmann import rbm
-from gen_jax.keys import as_typed_key, example_keys
+from gen_jax.keys import as_typed_key, bernoulli, example_keys
 
 
 def up_pass(layers, v):
@@ -36,13 +36,13 @@ def sample(layers, key, num_samples: int, num_gibbs: int, top_visible=None):
   key = as_typed_key(key)
   top = layers[-1]
   key_init, key_gibbs, key_down = jax.random.split(key, 3)
-  start = (jax.random.bernoulli(key_init, 0.5, (num_samples, top["W"].shape[0])).astype(top["W"].dtype)
+  start = (bernoulli(key_init, 0.5, (num_samples, top["W"].shape[0])).astype(top["W"].dtype)
            if top_visible is None else top_visible)
   h = rbm.gibbs_chain(top, start, key_gibbs, num_gibbs)
   probs = h
   for depth, params in enumerate(reversed(layers[:-1])):
     probs = rbm.visible_probs(params, h)
-    h = jax.random.bernoulli(jax.random.fold_in(key_down, depth), probs).astype(h.dtype)
+    h = bernoulli(jax.random.fold_in(key_down, depth), probs).astype(h.dtype)
   return h, probs
 
 
@@ -52,7 +52,7 @@ def _log_weight(layers, v, key, log_z_top):
   below = v
   for depth, params in enumerate(layers[:-1]):
     q = rbm.hidden_probs(params, below)
-    h = jax.random.bernoulli(jax.random.fold_in(key, depth), q).astype(v.dtype)
+    h = bernoulli(jax.random.fold_in(key, depth), q).astype(v.dtype)
     log_p_below = distributions.bernoulli_log_prob(below, h @ params["W"].T + params["b"]).sum(-1)
     log_q = distributions.bernoulli_log_prob(h, below @ params["W"] + params["c"]).sum(-1)
     log_w = log_w + log_p_below - log_q

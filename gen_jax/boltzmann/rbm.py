@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.keys import as_typed_key
+from gen_jax.keys import as_typed_key, bernoulli
 
 # Enumerated configurations per block in `log_partition_exact` (memory bound).
 ENUMERATION_BLOCK = 1 << 12
@@ -54,14 +54,21 @@ def energy(params, v, h):
   return -jnp.einsum("bi,ij,bj->b", v, params["W"], h) - v @ params["b"] - h @ params["c"]
 
 
-def free_energy(params, v):
-  """F(v) = -bᵀv - Σ_j softplus(c_j + (vᵀW)_j), shape (batch,)."""
-  return -v @ params["b"] - jnp.sum(jax.nn.softplus(v @ params["W"] + params["c"]), axis=-1)
+def hidden_preactivation(params, v):
+  """a = c + vᵀW, shape (batch, n_hidden): p(h = 1 | v) = σ(a), F(v) = -bᵀv - Σ_j softplus(a_j)."""
+  return v @ params["W"] + params["c"]
+
+
+def free_energy(params, v, preactivation=None):
+  """F(v) = -bᵀv - Σ_j softplus(c_j + (vᵀW)_j), shape (batch,); `preactivation` = c + vᵀW
+  when the caller has it already (one product instead of two)."""
+  a = hidden_preactivation(params, v) if preactivation is None else preactivation
+  return -v @ params["b"] - jnp.sum(jax.nn.softplus(a), axis=-1)
 
 
 def hidden_probs(params, v, beta=1.0):
   """p(h = 1 | v) = σ(β (c + vᵀW))."""
-  return jax.nn.sigmoid(beta * (v @ params["W"] + params["c"]))
+  return jax.nn.sigmoid(beta * hidden_preactivation(params, v))
 
 
 def visible_probs(params, h, beta=1.0):
@@ -70,11 +77,11 @@ def visible_probs(params, h, beta=1.0):
 
 
 def sample_hidden(params, v, key, beta=1.0):
-  return jax.random.bernoulli(key, hidden_probs(params, v, beta)).astype(v.dtype)
+  return bernoulli(key, hidden_probs(params, v, beta)).astype(v.dtype)
 
 
 def sample_visible(params, h, key, beta=1.0):
-  return jax.random.bernoulli(key, visible_probs(params, h, beta)).astype(h.dtype)
+  return bernoulli(key, visible_probs(params, h, beta)).astype(h.dtype)
 
 
 def gibbs_step(params, v, key):
@@ -161,7 +168,7 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
   betas = jnp.asarray(standard_ais_betas() if betas is None else betas, dtype)
   log_z_base = jnp.sum(jax.nn.softplus(base)) + n_hidden * math.log(2.0)
   key_init, key_run = jax.random.split(key)
-  v = jax.random.bernoulli(key_init, jax.nn.sigmoid(base), (num_chains, n_visible)).astype(dtype)
+  v = bernoulli(key_init, jax.nn.sigmoid(base), (num_chains, n_visible)).astype(dtype)
 
   def step(carry, inputs):
     v, log_w = carry
@@ -169,9 +176,9 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
     log_w = log_w + (_ais_log_unnormalized(params, v, beta, base)
                      - _ais_log_unnormalized(params, v, beta_prev, base))
     key_h, key_v = jax.random.split(jax.random.fold_in(key_run, k))
-    h = jax.random.bernoulli(key_h, hidden_probs(params, v, beta)).astype(dtype)
+    h = bernoulli(key_h, hidden_probs(params, v, beta)).astype(dtype)
     v_logits = (1.0 - beta) * base + beta * (h @ params["W"].T + params["b"])
-    v = jax.random.bernoulli(key_v, jax.nn.sigmoid(v_logits)).astype(dtype)
+    v = bernoulli(key_v, jax.nn.sigmoid(v_logits)).astype(dtype)
     return (v, log_w), None
 
   inputs = (jnp.arange(betas.shape[0] - 1), betas[:-1], betas[1:])
@@ -234,10 +241,10 @@ def reconstruction_error(params, v):
 
 # Gaussian–Bernoulli RBM (unit-variance visible units).
 
-def gaussian_free_energy(params, v):
-  """F(v) = ½|v - b|² - Σ_j softplus(c_j + (vᵀW)_j)."""
-  return 0.5 * jnp.sum(jnp.square(v - params["b"]), -1) - jnp.sum(
-      jax.nn.softplus(v @ params["W"] + params["c"]), -1)
+def gaussian_free_energy(params, v, preactivation=None):
+  """F(v) = ½|v - b|² - Σ_j softplus(c_j + (vᵀW)_j); `preactivation` as in `free_energy`."""
+  a = hidden_preactivation(params, v) if preactivation is None else preactivation
+  return 0.5 * jnp.sum(jnp.square(v - params["b"]), -1) - jnp.sum(jax.nn.softplus(a), -1)
 
 
 def gaussian_visible_mean(params, h):
@@ -245,11 +252,16 @@ def gaussian_visible_mean(params, h):
   return h @ params["W"].T + params["b"]
 
 
+def gaussian_sample_visible(params, h, key):
+  """v ~ N(b + Wh, I)."""
+  mean = gaussian_visible_mean(params, h)
+  return mean + jax.random.normal(as_typed_key(key), mean.shape, mean.dtype)
+
+
 def gaussian_gibbs_step(params, v, key):
   key_h, key_v = jax.random.split(as_typed_key(key))
   h = sample_hidden(params, v, key_h)
-  mean = gaussian_visible_mean(params, h)
-  return mean + jax.random.normal(key_v, mean.shape, mean.dtype), h
+  return gaussian_sample_visible(params, h, key_v), h
 
 
 def gaussian_log_partition_exact(params):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax.distributions import bernoulli_log_prob
-from gen_jax.keys import as_typed_key, example_keys
+from gen_jax.keys import as_typed_key, bernoulli, example_keys
 
 
 def init_params(key, n_visible, n_hidden1, n_hidden2, scale=0.01):
@@ -46,8 +46,8 @@ def log_recognition(rec, v, h1, h2):
 
 def sample_recognition(rec, v, key):
   k1, k2 = jax.random.split(key)
-  h1 = jax.random.bernoulli(k1, jax.nn.sigmoid(rec["r1"] + v @ rec["R1"])).astype(v.dtype)
-  h2 = jax.random.bernoulli(k2, jax.nn.sigmoid(rec["r2"] + h1 @ rec["R2"])).astype(v.dtype)
+  h1 = bernoulli(k1, jax.nn.sigmoid(rec["r1"] + v @ rec["R1"])).astype(v.dtype)
+  h2 = bernoulli(k2, jax.nn.sigmoid(rec["r2"] + h1 @ rec["R2"])).astype(v.dtype)
   return h1, h2
 
 
@@ -55,10 +55,10 @@ def sample_generative(gen, key, num_samples: int):
   """Ancestral samples (v, h1, h2) and p(v = 1 | h1)."""
   k2, k1, kv = jax.random.split(as_typed_key(key), 3)
   dtype = gen["W1"].dtype
-  h2 = jax.random.bernoulli(k2, jax.nn.sigmoid(gen["a2"]), (num_samples, gen["a2"].shape[0])).astype(dtype)
-  h1 = jax.random.bernoulli(k1, jax.nn.sigmoid(gen["b1"] + h2 @ gen["W2"])).astype(dtype)
+  h2 = bernoulli(k2, jax.nn.sigmoid(gen["a2"]), (num_samples, gen["a2"].shape[0])).astype(dtype)
+  h1 = bernoulli(k1, jax.nn.sigmoid(gen["b1"] + h2 @ gen["W2"])).astype(dtype)
   probs = jax.nn.sigmoid(gen["b0"] + h1 @ gen["W1"])
-  return jax.random.bernoulli(kv, probs).astype(dtype), h1, h2, probs
+  return bernoulli(kv, probs).astype(dtype), h1, h2, probs
 
 
 def wake_sleep_gradients(gen, rec, v, key, num_dreams: int | None = None):

@@ -58,6 +58,15 @@ class BatchSampler:
     batch["id"] = ids.astype(np.uint32)
     return batch
 
+  def local_batches(self, source, step: int, count: int) -> dict:
+    """The local batches of steps step, ..., step + count - 1 stacked: leading axis count."""
+    positions = np.concatenate([self.local_positions(i) for i in range(step, step + count)])
+    ids = self.example_ids(positions)
+    batch = source.gather(ids)
+    batch["index"] = positions.astype(np.uint32)
+    batch["id"] = ids.astype(np.uint32)
+    return {k: v.reshape(count, self.local_batch_size, *v.shape[1:]) for k, v in batch.items()}
+
 
 def eval_batches(source, batch_size: int, limit: int | None = None):
   """Fixed-size batches over a split in order; the last is padded, with a "mask" of real rows."""

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from gen_jax.keys import fold_in_indices
+from gen_jax.keys import bernoulli, fold_in_indices
 
 PIXEL_MAX = 255.0
 BINARIZE_THRESHOLD = 0.5
@@ -35,9 +35,9 @@ class Transform:
 
 TRANSFORMS: Mapping[str, Transform] = {
     "dynamic_binarize": Transform(
-        lambda k, x: jax.random.bernoulli(k, x).astype(x.dtype), True, True),
+        lambda k, x: bernoulli(k, x).astype(x.dtype), True, True),
     "static_binarize": Transform(
-        lambda k, x: jax.random.bernoulli(k, x).astype(x.dtype), True, False),
+        lambda k, x: bernoulli(k, x).astype(x.dtype), True, False),
     "threshold_binarize": Transform(
         lambda k, x: (x > BINARIZE_THRESHOLD).astype(x.dtype), False, False),
     "uniform_dequantize": Transform(

@@ -14,7 +14,7 @@ import numpy as np
 
 from gen_jax.diffusion import gaussian
 from gen_jax.diffusion.gaussian import Schedule
-from gen_jax.keys import as_typed_key, example_keys
+from gen_jax.keys import as_typed_key, bernoulli, example_keys
 
 # fold_in index of the x_T draw: above any step index, so it never repeats a step's noise.
 PRIOR_DRAW = 2**31 - 1
@@ -87,5 +87,5 @@ def guided_eps_fn(conditional_eps_fn, labels, null_label: int, guidance_weight: 
 def drop_labels(labels, keys, drop_probability: float, null_label: int):
   """Label dropout for guidance training: each label becomes ∅ with the given probability,
   drawn from that example's key."""
-  drop = jax.vmap(lambda k: jax.random.bernoulli(k, drop_probability))(as_typed_key(keys))
+  drop = jax.vmap(lambda k: bernoulli(k, drop_probability))(as_typed_key(keys))
   return jnp.where(drop, null_label, labels)

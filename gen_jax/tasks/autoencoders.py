@@ -20,7 +20,7 @@ from gen_jax import distributions, nets
 from gen_jax.autoencoders import ae as ae_math
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.keys import fold_in_indices, split_data_key
+from gen_jax.keys import bernoulli, fold_in_indices, split_data_key
 from gen_jax.training import Task, plots, train
 
 # Sub-streams of the loss key.
@@ -269,7 +269,7 @@ def make_task(config, dataset) -> Task:
     mean = jax.vmap(generate_one)(keys)
     if obs.data_range == "binary":
       draw_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
-      return jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(jnp.float32))(draw_keys, mean)
+      return jax.vmap(lambda k, p: bernoulli(k, p).astype(jnp.float32))(draw_keys, mean)
     return (mean + 1.0) / 2.0
 
   return Task(name=m.kind, init=init, loss_fn=loss_fn, check_data=check_data,

@@ -22,7 +22,7 @@ import numpy as np
 from gen_jax.boltzmann import dbn, rbm
 from gen_jax.data import evaluation_split, load_dataset
 from gen_jax.data.sources import ArraySource, Dataset
-from gen_jax.keys import EVAL_STREAM, SAMPLE_STREAM, stream_key
+from gen_jax.keys import EVAL_STREAM, SAMPLE_STREAM, bernoulli, stream_key
 from gen_jax.tasks import rbm as rbm_task
 from gen_jax.training import plots, train
 
@@ -49,7 +49,7 @@ def hidden_dataset(params, data: Dataset, key, previous_name: str, visible_copie
     x = jnp.asarray(source.arrays["x"]).reshape(len(source), -1)
     x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
     probs = rbm.hidden_probs(rbm.replicate(params, visible_copies), jnp.tile(x, (1, visible_copies)))
-    h = np.asarray(jax.random.bernoulli(k, probs))
+    h = np.asarray(bernoulli(k, probs))
     return ArraySource({"x": (h * 255).astype(np.uint8)[:, :, None, None],
                         "label": source.arrays["label"]})
   k_train, k_test = jax.random.split(key)
@@ -105,7 +105,7 @@ def evaluate(config, layers, train_v, test_v) -> dict:
   # The top RBM's base rate: the marginals of its training data (draws up the stack).
   below = jnp.asarray(train_v, jnp.float32)
   for depth, params in enumerate(layers[:-1]):
-    below = jax.random.bernoulli(jax.random.fold_in(key, 100 + depth), rbm.hidden_probs(params, below)).astype(jnp.float32)
+    below = bernoulli(jax.random.fold_in(key, 100 + depth), rbm.hidden_probs(params, below)).astype(jnp.float32)
   log_z, std_err = jax.jit(rbm.ais_log_partition, static_argnums=2)(
       top, jax.random.fold_in(key, 0), int(config.eval.ais_chains), None, rbm.base_rate_bias(below))
   test = jnp.asarray(test_v, jnp.float32)

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gen_jax.boltzmann import hopfield
+from gen_jax.keys import bernoulli
 from gen_jax.training import plots
 from gen_jax.training.writers import MetricWriter
 
@@ -27,10 +28,10 @@ RETRIEVED_OVERLAP = 0.9
 def run_load(num_units, num_patterns, key, flip_fraction, num_sweeps, num_probes):
   """Mean final overlap and the fraction of probes retrieved (m > 0.9) at one load."""
   key_patterns, key_flips, key_recall = jax.random.split(key, 3)
-  patterns = jnp.where(jax.random.bernoulli(key_patterns, 0.5, (num_patterns, num_units)), 1.0, -1.0)
+  patterns = jnp.where(bernoulli(key_patterns, 0.5, (num_patterns, num_units)), 1.0, -1.0)
   W = hopfield.hebbian_weights(patterns)
   targets = patterns[: min(num_probes, num_patterns)]
-  flips = jax.random.bernoulli(key_flips, flip_fraction, targets.shape)
+  flips = bernoulli(key_flips, flip_fraction, targets.shape)
   final = hopfield.recall(W, jnp.where(flips, -targets, targets), key_recall, num_sweeps)
   m = jnp.sum(final * targets, axis=1) / num_units
   return float(jnp.mean(m)), float(jnp.mean(m > RETRIEVED_OVERLAP))

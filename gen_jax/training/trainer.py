@@ -7,6 +7,11 @@ optimizer, EMA, data parallelism (jit + NamedSharding over a 1-D 'data' mesh,
 buffers donated), Orbax checkpoints with automatic resume, metrics.jsonl /
 TensorBoard / console logging, a progress bar, sample PNGs and the loss curve.
 
+`train.steps_per_call = K` runs up to K steps in one compiled call (a lax.scan over
+stacked batches), which removes the per-step dispatch of small models; a call never
+crosses a step at which the trainer logs, checkpoints, samples or evaluates, so the
+results and files are those of K = 1.
+
 Randomness: the root key comes from `config.seed`; the loss gets a fixed key and
 each example's randomness is folded in by its global stream position
 (`batch["index"]`), so results do not depend on the device count.
@@ -79,11 +84,8 @@ def to_global(local_batch: dict, sharding) -> dict:
           for k, v in local_batch.items()}
 
 
-def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_decay: float,
-                    mesh: Mesh):
-  """The jitted, donated train step: (state, global batch) -> (state, terms)."""
-  replicated = NamedSharding(mesh, PartitionSpec())
-  data_sharding = NamedSharding(mesh, PartitionSpec("data"))
+def _train_step_fn(task: Task, tx, transform_names, data_key, loss_key, ema_decay: float):
+  """The pure train step: (state, global batch) -> (state, terms)."""
 
   def train_step(state, batch):
     x = apply_transforms(transform_names, batch, data_key, training=True)
@@ -122,8 +124,52 @@ def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_dec
     })
     return new_state, terms
 
-  return jax.jit(train_step, in_shardings=(replicated, data_sharding),
+  return train_step
+
+
+def make_train_step(task: Task, tx, transform_names, data_key, loss_key, ema_decay: float,
+                    mesh: Mesh):
+  """The jitted, donated train step: (state, global batch) -> (state, terms)."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return jax.jit(_train_step_fn(task, tx, transform_names, data_key, loss_key, ema_decay),
+                 in_shardings=(replicated, NamedSharding(mesh, PartitionSpec("data"))),
                  out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def make_train_steps(task: Task, tx, transform_names, data_key, loss_key, ema_decay: float,
+                     mesh: Mesh):
+  """The jitted, donated multi-step: (state, n stacked global batches) -> (state, terms of
+  each step, stacked); one compiled lax.scan of the train step per distinct n."""
+  step = _train_step_fn(task, tx, transform_names, data_key, loss_key, ema_decay)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return jax.jit(lambda state, batches: jax.lax.scan(step, state, batches),
+                 in_shardings=(replicated, NamedSharding(mesh, PartitionSpec(None, "data"))),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def make_step_runner(task: Task, tx, transform_names, data_key, loss_key, ema_decay: float,
+                     mesh: Mesh, sampler: BatchSampler, source):
+  """advance(state, step, length) -> (state, terms of the last step): runs the training steps
+  step, ..., step + length - 1 on their batches of `source` in one compiled call."""
+  args = (task, tx, transform_names, data_key, loss_key, ema_decay, mesh)
+  single, multi = make_train_step(*args), make_train_steps(*args)  # each compiles on first use
+  data_sharding = NamedSharding(mesh, PartitionSpec("data"))
+  stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+
+  def advance(state, step: int, length: int):
+    if length == 1:
+      return single(state, to_global(sampler.local_batch(source, step), data_sharding))
+    state, terms = multi(state, to_global(sampler.local_batches(source, step, length), stacked_sharding))
+    return state, jax.tree.map(lambda t: t[-1], terms)
+
+  return advance
+
+
+def next_call_length(step: int, end: int, steps_per_call: int, cadences) -> int:
+  """Steps in the call that starts after `step` steps: at most `steps_per_call`, ending at
+  `end` or at the first multiple of a (positive) cadence after `step`, whichever is first."""
+  stop = min([end] + [(step // c + 1) * c for c in cadences if c > 0])
+  return max(1, min(steps_per_call, stop - step))
 
 
 def _checkpointed(state):
@@ -187,13 +233,15 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_config_matches(workdir, config)   # before anything in workdir is touched
   check_transform_names(config.data.transforms)
+  steps_per_call = int(config.train.get("steps_per_call", 1))
+  if steps_per_call < 1:
+    raise ValueError(f"train.steps_per_call={steps_per_call} must be at least 1")
   dataset = dataset or load_dataset(config.data)
   num_steps, global_batch = int(config.train.num_steps), int(config.train.batch_size)
   mesh = make_mesh(int(config.get("num_devices", 0)))
   if global_batch % mesh.size:
     raise ValueError(f"train.batch_size={global_batch} (global) must be divisible by the "
                      f"{mesh.size} devices it is split over")
-  data_sharding = NamedSharding(mesh, PartitionSpec("data"))
   replicated = NamedSharding(mesh, PartitionSpec())
   sampler = BatchSampler(len(dataset.train), global_batch, int(config.seed),
                          jax.process_index(), jax.process_count())
@@ -222,8 +270,8 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
     start = 0
     workdir_lib.write_config(workdir, config)
 
-  train_step = make_train_step(task, tx, tuple(config.data.transforms), data_key, loss_key,
-                               float(config.train.ema_decay), mesh)
+  advance = make_step_runner(task, tx, tuple(config.data.transforms), data_key, loss_key,
+                             float(config.train.ema_decay), mesh, sampler, dataset.train)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   samples_dir = os.path.join(workdir, SAMPLES_DIR)
   sample_key = jax.random.fold_in(root_key, SAMPLE_STREAM)
@@ -236,19 +284,21 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
                   dynamic_ncols=True, mininterval=1.0,
                   disable=not config.train.get("progress_bar", True))
   tick, tick_step = time.perf_counter(), start
+  cadences = (log_every, int(config.train.checkpoint_every), sample_every, eval_every)
+  step = start
   try:
-    for step in range(start, end):
-      batch = to_global(sampler.local_batch(dataset.train, step), data_sharding)
-      state, terms = train_step(state, batch)
-      done = step + 1
-      progress.update(1)
+    while step < end:
+      length = next_call_length(step, end, steps_per_call, cadences)
+      state, terms = advance(state, step, length)
+      done = step + length
+      progress.update(length)
       if term_names is None:
         term_names = sorted(terms)
       if done % log_every == 0 or done == end:
         _raise_if_nonfinite(state, term_names, last_saved)
         now = time.perf_counter()
         scalars = {k: float(v) for k, v in jax.device_get(terms).items()}
-        scalars["learning_rate"] = float(schedule(step))
+        scalars["learning_rate"] = float(schedule(done - 1))  # the last step's rate
         scalars["steps_per_sec"] = (done - tick_step) / max(now - tick, 1e-9)
         tick, tick_step = now, done
         writer.write(done, scalars)
@@ -263,6 +313,7 @@ def train(task: Task, config, workdir: str, dataset=None, stop_after_step: int |
       if task.evaluate and eval_every and done % eval_every == 0 and done != num_steps:
         writer.write(done, {f"test/{k}": v for k, v in
                             task.evaluate(state["ema_params"], dataset, eval_key, False).items()})
+      step = done
   except KeyboardInterrupt:
     step_now = int(state["step"])
     if int(state["nonfinite_term"]) == NO_TERM:

@@ -14,7 +14,7 @@ CHECKPOINT_DIR = "checkpoints"
 # Fields that may change between a run and its resumption (they do not change the model).
 RESUMABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                       "train.sample_every", "train.keep_checkpoints", "train.progress_bar",
-                      "eval.", "num_devices")
+                      "train.steps_per_call", "eval.", "num_devices")
 
 
 class WorkdirMismatchError(ValueError):
