@@ -302,7 +302,13 @@ def diffusion_table(runs_dir: str) -> str:
   return "\n".join(lines)
 
 
-# (workdir, file in it, name under docs/images/) of the diffusion figures shown in README.
+# (workdir, file in it, name under docs/images/) of the figures README shows by name.
+BOLTZMANN_FIGURES = (
+    ("rbm", "samples/final_samples.png", "boltzmann_rbm_mnist5k_samples.png"),
+    ("dbm", "samples/final_samples.png", "boltzmann_dbm_mnist5k_samples.png"),
+    ("dbn", "samples/final_samples.png", "boltzmann_dbn_mnist5k_samples.png"),
+    ("hopfield", "capacity.png", "boltzmann_hopfield_capacity.png"),
+)
 DIFFUSION_FIGURES = (
     ("ddpm_mnist5k", "samples/final_samples.png", "diffusion_ddpm_mnist5k_samples.png"),
     ("ddpm_mnist5k", "sweep_ddim_steps.png", "diffusion_ddpm_mnist5k_ddim_steps.png"),
@@ -317,9 +323,9 @@ DIFFUSION_FIGURES = (
 )
 
 
-def copy_diffusion_figures(runs_dir: str, repo_root: str) -> list[str]:
+def copy_named_figures(runs_dir: str, repo_root: str, figures) -> list[str]:
   copied = []
-  for workdir, name, target_name in DIFFUSION_FIGURES:
+  for workdir, name, target_name in figures:
     source = os.path.join(runs_dir, workdir, name)
     if os.path.exists(source):
       target = os.path.join(repo_root, IMAGES_DIR, target_name)
@@ -363,7 +369,8 @@ def main(argv):
     images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in figures)
     rewrite_readme(_README.value, text + ("\n\n" + images if images else ""))
     rewrite_readme(_README.value, boltzmann, BOLTZMANN_START, BOLTZMANN_END)
-    diffusion_images = copy_diffusion_figures(_RUNS_DIR.value, root)
+    copy_named_figures(_RUNS_DIR.value, root, BOLTZMANN_FIGURES)  # shown below the table
+    diffusion_images = copy_named_figures(_RUNS_DIR.value, root, DIFFUSION_FIGURES)
     rewrite_readme(_README.value, diffusion + "\n\n" + "\n".join(
         f"![{os.path.basename(p)}]({p})" for p in diffusion_images), DIFFUSION_START, DIFFUSION_END)
   print(text)

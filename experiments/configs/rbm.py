@@ -34,6 +34,9 @@ def get_config(arg: str = ""):
   c.model.visible = "bernoulli"  # bernoulli | gaussian (unit variance, z-scored pixels)
   c.model.min_pixel_std = 1e-3  # floor on the per-pixel std that z-scores Gaussian units
   c.model.method = "pcd"  # cd | pcd
+  # pcd: chains kept as hidden states (5 products a PCD-1 step, as scikit-learn) | visible
+  # states (Tieleman 2008: 6 products; dbm.py's weight-doubled modules need it).
+  c.model.persistent_state = "hidden"
   c.model.k = 1
   c.model.init_scale = 0.01
   c.model.monitors = True  # log reconstruction error and pseudo-likelihood every step

@@ -3,14 +3,16 @@
 The surrogate L = mean_data F(v) - mean_chains F(sg(v_model)) has ∇L = -(CD-k gradient):
 ∂F/∂W = -v σ(c + vᵀW)ᵀ, so minimising L ascends the CD/PCD log-likelihood estimate.
 
-The negative phase starts from hidden states h_0: sampled from p(h | v_data) for CD-k, the
-persistent chains' hidden states for PCD-k (as scikit-learn's BernoulliRBM keeps them). It
-draws v_1 ~ p(v | h_0), then k - 1 sweeps v -> h -> v, and PCD keeps h_k ~ p(h | v_k) for the
-next step, sampled from the pre-activations the loss computes anyway. That is 2k + 3 matrix
-products a step (PCD-1: 5) rather than 2k + 4 for chains kept as visible states. Chain j's
-draw number s (h_i: s = 2i, v_i: s = 2i - 1) is keyed by fold_in(fold_in(key, index_j), s),
-so a chain does not depend on the batch size or the device count. Persistent states are
-carried and checkpointed by the trainer. Evaluation: AIS log Z (Salakhutdinov & Murray 2008)
+The negative phase starts from hidden states h_0 and draws v_1 ~ p(v | h_0), then k - 1
+sweeps v -> h -> v. h_0 is sampled from p(h | v_0) with v_0 the data (CD-k) or the
+persistent chains' visible states (PCD-k, `model.persistent_state="visible"`: Tieleman 2008,
+2k + 4 matrix products a step), or h_0 is the chains' hidden state (`"hidden"`, as
+scikit-learn's BernoulliRBM keeps them): PCD then keeps h_k ~ p(h | v_k), sampled from the
+pre-activations the loss computes anyway, and one product gives p(h | v) of data and chains
+together, so a step costs 2k + 3 products (PCD-1: 5 instead of 6). Chain j's draw number s
+(h_i: s = 2i, v_i: s = 2i - 1) is keyed by fold_in(fold_in(key, index_j), s), so a chain does
+not depend on the batch size or the device count. Persistent states are carried and
+checkpointed by the trainer. Evaluation: AIS log Z (Salakhutdinov & Murray 2008)
 from the base-rate RBM of the training data, and the test log-likelihood mean(-F(v)) - log Ẑ
 in nats.
 """
@@ -33,6 +35,8 @@ from gen_jax.keys import bernoulli, fold_in, fold_in_indices
 from gen_jax.training import Task, plots, train
 
 NUM_FILTERS_SHOWN = 100
+# Where PCD keeps its chains between steps (model.persistent_state); see the module docstring.
+PERSISTENT_STATES = ("hidden", "visible")
 SAMPLE_CHAINS = 64
 # Exact log Z alongside AIS when the smaller layer has at most this many units.
 EXACT_LOG_Z_MAX_UNITS = 20
@@ -108,6 +112,10 @@ def make_task(config, dataset) -> Task:
   persistent = m.method == "pcd"
   if m.method not in ("cd", "pcd"):
     raise ValueError(f"unknown model.method {m.method!r}; choose 'cd' or 'pcd'")
+  if m.persistent_state not in PERSISTENT_STATES:
+    raise ValueError(f"unknown model.persistent_state {m.persistent_state!r}; choose from "
+                     f"{list(PERSISTENT_STATES)}")
+  hidden_state = persistent and m.persistent_state == "hidden"
   if m.visible not in VISIBLE_UNITS:
     raise ValueError(f"unknown model.visible {m.visible!r}; choose from {sorted(VISIBLE_UNITS)}")
   units = VISIBLE_UNITS[m.visible]
@@ -134,10 +142,12 @@ def make_task(config, dataset) -> Task:
     return rbm.replicate(params, visible_copies, hidden_copies) if replicated else params
 
   def init_aux(key, x, params):
-    """PCD: the chains' hidden states, h ~ p(h | v) of the first batch."""
+    """PCD: the chains' states, the first batch (visible) or h ~ p(h | first batch) (hidden)."""
     if not persistent:
       return {}
     v = tiled(x)
+    if not hidden_state:
+      return {"visible_chains": v}
     probs = rbm.hidden_probs(model_of(params), v)
     return {"hidden_chains": sample_hidden_rows(probs, fold_in_indices(key, jnp.arange(v.shape[0])), 0)}
 
@@ -146,14 +156,15 @@ def make_task(config, dataset) -> Task:
     v = tiled(batch["x"])
     keys = fold_in_indices(key, batch["index"])
     k = int(m.k)
-    if persistent:
+    if hidden_state:
       v_model = jax.lax.stop_gradient(
           negative_chain(model, aux["hidden_chains"], keys, k, units.sample_visible))
       # One product for [data; chains]: p(h | v) of both phases from one matmul.
       a_data, a_model = jnp.split(rbm.hidden_preactivation(model, jnp.concatenate([v, v_model])), 2)
-    else:
+    else:  # the chains start from v_0: the data (CD) or the visible chain states (PCD)
       a_data = rbm.hidden_preactivation(model, v)
-      h_0 = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_data)), keys, 0)
+      a_start = rbm.hidden_preactivation(model, aux["visible_chains"]) if persistent else a_data
+      h_0 = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_start)), keys, 0)
       v_model = jax.lax.stop_gradient(negative_chain(model, h_0, keys, k, units.sample_visible))
       a_model = rbm.hidden_preactivation(model, v_model)
     loss = (jnp.mean(units.free_energy(model, v, a_data))
@@ -168,6 +179,8 @@ def make_task(config, dataset) -> Task:
             model, v, jax.random.fold_in(keys[0], 2 * k + 1)))
     if not persistent:
       return loss, (terms, {})
+    if not hidden_state:
+      return loss, (terms, {"visible_chains": v_model})
     h_next = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_model)), keys, 2 * k)
     return loss, (terms, {"hidden_chains": h_next})
 
