@@ -1,6 +1,9 @@
-"""Test setup: 8 emulated CPU devices (set before jax is imported) and one TFDS data dir."""
+"""Test setup (before jax is imported): 8 emulated CPU devices, a TFDS data dir per
+pytest-xdist worker, and one compilation cache for the session."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -10,6 +13,16 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 _data_root = os.environ.get("TFDS_DATA_DIR", os.path.join(tempfile.gettempdir(), "gen_jax_test_tfds"))
 os.environ["TFDS_DATA_DIR"] = os.path.join(_data_root, os.environ.get("PYTEST_XDIST_WORKER", "main"))
 os.environ.setdefault("TQDM_DISABLE", "1")
+# A persistent compilation cache for the session (one per worker, inherited by the launcher
+# subprocesses): the many runs of the same :smoke configs compile the same programs again
+# under new closures, and a hit skips XLA's compiler. Keys include the program and the
+# compile options, so a hit cannot change a result.
+# Made (and removed at exit) by the first process, the controller under xdist; the workers and
+# subprocesses inherit it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gen_jax_test_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # noqa: E402  (after XLA_FLAGS)
 

@@ -13,3 +13,8 @@ def with_overrides(config, **overrides):
         node = node[part]
       node[leaf] = value
   return config
+
+
+# A few steps of a :smoke config: enough to train, checkpoint, log and evaluate once.
+FEW_STEPS = {"train.num_steps": 4, "train.log_every": 2, "train.checkpoint_every": 4,
+             "train.sample_every": 0}
