@@ -50,22 +50,21 @@ class BatchSampler:
     start = step * self.global_batch_size + self.process_index * self.local_batch_size
     return np.arange(start, start + self.local_batch_size, dtype=np.int64)
 
-  def local_batch(self, source, step: int) -> dict:
-    positions = self.local_positions(step)
+  def _examples(self, source, positions: np.ndarray) -> dict:
     ids = self.example_ids(positions)
     batch = source.gather(ids)
     batch["index"] = positions.astype(np.uint32)
     batch["id"] = ids.astype(np.uint32)
     return batch
 
+  def local_batch(self, source, step: int) -> dict:
+    return self._examples(source, self.local_positions(step))
+
   def local_batches(self, source, step: int, count: int) -> dict:
     """The local batches of steps step, ..., step + count - 1 stacked: leading axis count."""
     positions = np.concatenate([self.local_positions(i) for i in range(step, step + count)])
-    ids = self.example_ids(positions)
-    batch = source.gather(ids)
-    batch["index"] = positions.astype(np.uint32)
-    batch["id"] = ids.astype(np.uint32)
-    return {k: v.reshape(count, self.local_batch_size, *v.shape[1:]) for k, v in batch.items()}
+    return {k: v.reshape(count, self.local_batch_size, *v.shape[1:])
+            for k, v in self._examples(source, positions).items()}
 
 
 def eval_batches(source, batch_size: int, limit: int | None = None):

@@ -171,8 +171,7 @@ def make_task(config, dataset) -> Task:
             - jnp.mean(units.free_energy(model, v_model, a_model)))
     terms = {"free_energy_gap": loss}
     if m.monitors:
-      reconstruction = units.visible_mean(model, jax.nn.sigmoid(a_data))
-      terms["reconstruction_error"] = jnp.mean(jnp.sum(jnp.square(v - reconstruction), -1))
+      terms["reconstruction_error"] = reconstruction_error(model, v, a_data)
       if m.visible == "bernoulli":
         # Draw 2k + 1 of chain 0's keys: one the chains do not use.
         terms["pseudo_log_likelihood"] = jnp.mean(rbm.pseudo_log_likelihood(
@@ -193,9 +192,11 @@ def make_task(config, dataset) -> Task:
     return (evaluation_split(dataset, split, transforms, config.seed, flatten=True)
             - pixel_mean) / pixel_std
 
-  def reconstruction_error(params, v):
-    """Mean squared error of the mean-field reconstruction E[v | h = p(h | v)]."""
-    return jnp.mean(jnp.sum(jnp.square(v - units.visible_mean(params, rbm.hidden_probs(params, v))), -1))
+  def reconstruction_error(params, v, preactivation=None):
+    """Mean squared error of the mean-field reconstruction E[v | h = p(h | v)];
+    `preactivation` = c + vᵀW when the caller has it already."""
+    a = rbm.hidden_preactivation(params, v) if preactivation is None else preactivation
+    return jnp.mean(jnp.sum(jnp.square(v - units.visible_mean(params, jax.nn.sigmoid(a))), -1))
 
   def evaluate(params, dataset_, key, final):
     test = jnp.asarray(split_data("test"))
