@@ -19,21 +19,19 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
-from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
-from gen_jax.data import BatchSampler, apply_transforms, load_dataset
+from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
-from gen_jax.training import make_mesh
-from gen_jax.training.optim import make_optimizer
-from gen_jax.keys import DATA_STREAM, LOSS_STREAM
-from gen_jax.training.trainer import initial_state, make_step_runner, next_call_length
+from gen_jax.training import trainer
+from gen_jax.training.trainer import next_call_length
 
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps.")
@@ -73,34 +71,24 @@ def train_step_runner(make_task, config, warmup: int):
   run(steps) -> seconds, which times the next `steps` steps of the training stream (host
   input pipeline included)."""
   dataset = load_dataset(config.data)
-  task = make_task(config, dataset)
-  mesh = make_mesh(int(config.get("num_devices", 0)))
-  tx, _ = make_optimizer(config.optim, int(config.train.num_steps))
-  root = jax.random.key(int(config.seed))
-  sampler = BatchSampler(len(dataset.train), int(config.train.batch_size), int(config.seed))
-  data_key = jax.random.fold_in(root, DATA_STREAM)
-  first_x = jax.jit(lambda b: apply_transforms(tuple(config.data.transforms), b, data_key, True))(
-      sampler.local_batch(dataset.train, 0))
-  state = jax.device_put(initial_state(task, tx, first_x, root),
-                         NamedSharding(mesh, PartitionSpec()))
-  advance = make_step_runner(task, tx, tuple(config.data.transforms), data_key,
-                             jax.random.fold_in(root, LOSS_STREAM), float(config.train.ema_decay),
-                             mesh, sampler, dataset.train)
+  run = trainer.setup(make_task(config, dataset), config,
+                      tempfile.mkdtemp(prefix="gen_jax_bench_"), dataset)
+  advance = run.advance
   steps_per_call = int(config.train.get("steps_per_call", 1))
   position = 0
 
-  def run(steps: int) -> float:
-    nonlocal state, position
+  def timed(steps: int) -> float:
+    nonlocal position
     start, stop = time.perf_counter(), position + steps
     while position < stop:
       length = next_call_length(position, stop, steps_per_call, ())
-      state, terms = advance(state, position, length)
+      run.state, terms = advance(run.state, position, length)
       position += length
     jax.block_until_ready(terms)
     return time.perf_counter() - start
 
-  run(warmup)
-  return run
+  timed(warmup)
+  return timed
 
 
 def bench_train_step(make_task, config, steps: int, warmup: int):

@@ -19,14 +19,13 @@ import time
 
 import jax
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 
+from experiments import launch
 from gen_jax.data import load_dataset
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
-from gen_jax.tasks import autoencoders, diffusion
-from gen_jax.training import trainer
-from gen_jax.training.workdir import CONFIG_FILE, read_config
+from gen_jax.tasks import registry
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 0, "Samples to draw (0: the test split's size).")
@@ -39,31 +38,19 @@ _GRAYSCALE = flags.DEFINE_bool("grayscale", False, "With --floor: score the gray
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample draws (and, with --floor, of the data "
                              "binarization, as a run's config.seed).")
 EVAL_FILE = "eval.json"
-# Each family's task module (explicit: no registration by import side effect).
-FAMILIES = {"autoencoders": autoencoders, "diffusion": diffusion}
 FLOOR_TRANSFORMS = {"mnist5k": ("static_binarize",), "digits": ("static_binarize",)}
-
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  config = read_config(workdir)
-  path = os.path.join(workdir, CONFIG_FILE)
-  if config.get("family") not in FAMILIES:
-    raise ValueError(f"{path} names family {config.get('family')!r}; known: {sorted(FAMILIES)}")
-  return config
 
 
 def evaluate_run(workdir: str, num_samples: int = 0, feature_net: str = "",
                  which: str = "ema_params", seed: int = 0, inception_weights: str = "") -> dict:
-  config = load_run_config(workdir)
-  dataset = load_dataset(config.data)
-  task = FAMILIES[config.family].make_task(config, dataset)
-  params, step = trainer.restore_params(task, config, workdir, dataset, which)
+  run = registry.load_run(workdir, which)
+  config, dataset, task, params = run.config, run.dataset, run.task, run.params
   key = jax.random.key(seed)
   started = time.perf_counter()
-  results = {"step": step, "params": which, "dataset": config.data.name, "split": "test"}
+  results = {"step": run.step, "params": which, "dataset": config.data.name, "split": "test"}
   if task.evaluate:
     results.update(task.evaluate(params, dataset, jax.random.fold_in(key, 0), True))
-  if task.sample:
+  if task.sample and dataset.kind == "image":
     net = feature_lib.feature_net(feature_net or feature_lib.default_feature_net(dataset.name),
                                   weights=inception_weights)
     results.update(protocol.sample_quality(
@@ -94,8 +81,6 @@ def evaluate_floor(dataset_name: str, workdir: str, feature_net: str = "", seed:
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
   if _FLOOR.value:
     results = evaluate_floor(_FLOOR.value, _WORKDIR.value, _FEATURE_NET.value, _SEED.value,
                              _INCEPTION_WEIGHTS.value, _GRAYSCALE.value)
@@ -106,4 +91,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run_tool(main)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,6 +96,26 @@ def test_dbm_pretrained_rbms_combine_with_averaged_middle_biases():
   grads, chains = dbm.gradients(params, jnp.asarray(states(4)[:8]),
                                 (jnp.zeros((5, 4)), jnp.zeros((5, 3)), jnp.zeros((5, 2))), jax.random.key(0))
   assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in params.items()}
+
+
+def test_dbm_learning_rule_is_the_mean_field_minus_chain_statistics():
+  """dbm.gradients (−∇ of the trainer's dbm.pcd_loss) equals the update of Salakhutdinov &
+  Hinton written out: <v μ1ᵀ>_data − <ṽ h̃1ᵀ>_chains, ... with μ by mean field and the chains
+  after their Gibbs sweep."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(7)
+    params = {"W1": random((4, 3), rng), "W2": random((3, 2), rng), "b": random(4, rng),
+              "c1": random(3, rng), "c2": random(2, rng)}
+    v = jnp.asarray(states(4)[:8])
+    start = tuple(jnp.asarray((rng.random((6, n)) < 0.5).astype(np.float64)) for n in (4, 3, 2))
+    grads, (cv, ch1, ch2) = dbm.gradients(params, v, start, jax.random.key(3), mean_field_iters=5,
+                                          gibbs_steps=2)
+    mu1, mu2 = dbm.mean_field(params, v, 5)
+    expected = {"W1": v.T @ mu1 / 8 - cv.T @ ch1 / 6, "W2": mu1.T @ mu2 / 8 - ch1.T @ ch2 / 6,
+                "b": v.mean(0) - cv.mean(0), "c1": mu1.mean(0) - ch1.mean(0),
+                "c2": mu2.mean(0) - ch2.mean(0)}
+    chex.assert_trees_all_close(grads, expected, rtol=1e-10, atol=1e-12)
+    assert not np.array_equal(np.asarray(cv), np.asarray(start[0]))  # the chains moved
 
 
 def tiny_sbn(rng):

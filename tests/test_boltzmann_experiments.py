@@ -54,8 +54,8 @@ def test_dbm_smoke_trains_and_bounds_the_test_likelihood(tmp_path, data_dir):
   result = dbm.train_and_evaluate(config, str(tmp_path))
   metrics = result.eval_metrics
   assert np.isfinite(metrics["ais_log_z"]) and metrics["test_variational_bound"] < 0
-  assert set(result.state["aux"]) == {"v", "h1", "h2"}
-  assert result.state["aux"]["h2"].shape == (32, 8)
+  assert set(result.state["carry"]) == {"v", "h1", "h2"}
+  assert result.state["carry"]["h2"].shape == (32, 8)
   assert (tmp_path / "samples" / "final_samples.png").exists()
   # Weight-doubled pre-training ran first, each module in its own resumable workdir.
   for layer in (0, 1):

@@ -79,7 +79,7 @@ def test_persistent_chains_sample_the_model(digits, persistent_state):
     p = np.asarray(rbm.hidden_probs(params, aux["visible_chains"]), np.float64)
     return np.prod(np.where(states[None] == 1, p[:, None], 1 - p[:, None]), axis=-1)
 
-  aux = task.init_aux(jax.random.key(0), batch["x"], params)
+  aux = task.init_carry(jax.random.key(0), batch, params)
   total = np.zeros(8)
   for step in range(n_steps):
     aux = advance(aux, step)
@@ -102,7 +102,7 @@ def test_pcd_run_resumes_exactly_with_its_chains(tmp_path, digits, capsys):
   assert first.step == 20 and "resuming from step 20" in capsys.readouterr().out
   chex.assert_trees_all_equal(jax.device_get(straight.state["params"]),
                               jax.device_get(resumed.state["params"]))
-  chex.assert_trees_all_equal(jax.device_get(straight.state["aux"]), jax.device_get(resumed.state["aux"]))
+  chex.assert_trees_all_equal(jax.device_get(straight.state["carry"]), jax.device_get(resumed.state["carry"]))
 
 
 def test_evaluation_ais_matches_exact_log_z(tmp_path, digits):

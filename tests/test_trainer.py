@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import chex
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,9 +18,11 @@ import pytest
 from experiments.configs import vae as vae_config
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
-from gen_jax.training import Task, make_mesh, make_train_step, train
-from gen_jax.training.optim import make_optimizer
-from gen_jax.training.trainer import next_call_length
+from gen_jax.data import BatchSampler
+from gen_jax.training import Task, setup, train
+from gen_jax.training.optim import make_optimizers
+from gen_jax.training.sharding import batch_sharding, to_global
+from gen_jax.training.trainer import guarded_step_fn, next_call_length
 from gen_jax.training.workdir import WorkdirMismatchError
 from gen_jax.training.writers import read_metrics
 from tests.helpers import with_overrides
@@ -134,43 +137,59 @@ def test_global_batch_must_divide_over_devices(tmp_path, digits):
     run(config, tmp_path, digits)
 
 
-def test_train_step_compiles_once_per_shape(digits):
-  config = smoke_config()
+def test_train_step_compiles_once_per_shape(tmp_path, digits):
+  """The trainer's own runner: three steps of one shape trace the loss once; a batch of
+  another shape would trace it again."""
+  config = smoke_config(**{"num_devices": 2, "train.batch_size": 8})
   task = autoencoders.make_task(config, digits)
-  traced = Task(name="traced", init=task.init, loss_fn=chex.assert_max_traces(task.loss_fn, n=1))
-  mesh = make_mesh(2)
-  tx, _ = make_optimizer(config.optim, 10)
-  from gen_jax.training.trainer import initial_state, to_global
-  from gen_jax.data import BatchSampler
-  from jax.sharding import NamedSharding, PartitionSpec
-  sampler = BatchSampler(len(digits.train), 8, 0)
-  sharding = NamedSharding(mesh, PartitionSpec("data"))
-  x0 = jnp.zeros((1, 8, 8, 1))
-  state = jax.device_put(initial_state(traced, tx, x0, jax.random.key(0)),
-                         NamedSharding(mesh, PartitionSpec()))
-  step = make_train_step(traced, tx, ("dynamic_binarize",), jax.random.key(1), jax.random.key(2),
-                         0.99, mesh)
+  traced = dataclasses.replace(task, loss_fn=chex.assert_max_traces(task.loss_fn, n=1))
+  run = setup(traced, config, str(tmp_path), digits)
   for i in range(3):
-    state, _ = step(state, to_global(sampler.local_batch(digits.train, i), sharding))
+    run.state, _ = run.advance(run.state, i, 1)
   other = BatchSampler(len(digits.train), 16, 0)
+  batch = to_global(other.local_batch(digits.train, 0), batch_sharding(run.mesh))
   with pytest.raises(AssertionError, match="traced"):
-    step(state, to_global(other.local_batch(digits.train, 0), sharding))
+    jax.jit(guarded_step_fn(traced, make_optimizers(config.optim, (), 10)[0], ("dynamic_binarize",),
+                            jax.random.key(1), jax.random.key(2), 0.99))(run.state, batch)
+  run.lock.release()
 
 
-def test_non_finite_loss_stops_with_step_and_term_and_keeps_good_checkpoint(tmp_path, digits):
-  config = smoke_config(**{"train.checkpoint_every": 10, "train.log_every": 5})
-  base = autoencoders.make_task(config, digits)
-  bad_from = 13 * config.train.batch_size   # stream position of step 13's first example
+def poisoned_task(base, bad_step: int, batch_size: int) -> Task:
+  """`base` with its "kl" term NaN from step `bad_step` on."""
+  bad_from = bad_step * batch_size  # stream position of that step's first example
 
   def loss_fn(params, batch, key):
     loss, terms = base.loss_fn(params, batch, key)
     poisoned = jnp.where(batch["index"].max() >= bad_from, jnp.nan, terms["kl"])
     return loss + 0.0 * poisoned, {**terms, "kl": poisoned}
 
-  task = Task(name="poisoned", init=base.init, loss_fn=loss_fn, check_data=base.check_data)
-  with pytest.raises(FloatingPointError, match=r"term 'kl' at step 13.*last good checkpoint is step 10"):
+  return Task(name="poisoned", init=base.init, loss_fn=loss_fn, check_data=base.check_data)
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_good_checkpoint(tmp_path, digits):
+  config = smoke_config(**{"train.checkpoint_every": 10, "train.log_every": 5})
+  task = poisoned_task(autoencoders.make_task(config, digits), 13, config.train.batch_size)
+  with pytest.raises(FloatingPointError, match=r"non-finite value in 'kl' at step 13; .*lower "
+                     r"optim.learning_rate \(now 0.001\) or optim.grad_clip_norm \(now 100\); the "
+                     r"last good checkpoint is step 10"):
     train(task, config, str(tmp_path), digits)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+
+
+def test_divergence_before_the_first_checkpoint_blocks_no_rerun(tmp_path, digits):
+  config = smoke_config(**{"train.checkpoint_every": 20, "train.log_every": 5,
+                           "optim.grad_clip_norm": 0.0})
+  task = poisoned_task(autoencoders.make_task(config, digits), 3, config.train.batch_size)
+  with pytest.raises(FloatingPointError, match=r"at step 3; .*or set optim.grad_clip_norm \(now "
+                     r"off\); no checkpoint was saved, so nothing blocks a rerun"):
+    train(task, config, str(tmp_path), digits)
+  assert not (tmp_path / "config.json").exists() and not (tmp_path / ".lock").exists()
+  # The rerun with another config (here: clipping on) starts afresh in the same workdir, and the
+  # diverged run's metrics rows are superseded.
+  changed = smoke_config(**{"train.checkpoint_every": 20, "train.log_every": 5, "train.num_steps": 5,
+                            "eval.iwae_samples": 0})
+  train(autoencoders.make_task(changed, digits), changed, str(tmp_path), digits)
+  assert [r["step"] for r in read_metrics(tmp_path) if "loss" in r] == [5]
 
 
 def test_workdir_of_a_different_config_is_refused_and_untouched(tmp_path, digits):

@@ -15,7 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gen_jax.keys import as_typed_key, bernoulli
+from gen_jax.keys import as_typed_key, bernoulli, example_keys
 
 MAX_ENUMERATED_UNITS = 22
 ENTROPY_EPS = 1e-7
@@ -128,17 +128,39 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
   return log_z0 + jax.nn.logsumexp(log_w) - math.log(num_chains), std_err
 
 
+def pcd_loss(params, v, chains, row_keys, mean_field_iters: int = 10, gibbs_steps: int = 1):
+  """The DBM learning rule (Salakhutdinov & Hinton 2009) as a surrogate loss, one function
+  for the trainer and the tests:
+
+      L = mean E(v, sg(μ1), sg(μ2)) − mean E(sg(ṽ, h̃1, h̃2)),
+
+  μ from `mean_field_iters` mean-field updates (positive phase), (ṽ, h̃1, h̃2) the persistent
+  chains after `gibbs_steps` Gibbs sweeps (negative phase; chain j's sweep s keyed by
+  fold_in(row_keys[j], s)). −∇L is the update <·>_mean-field − <·>_chains.
+  Returns (loss, (μ1, μ2), new chains)."""
+  mu1, mu2 = jax.lax.stop_gradient(mean_field(params, v, mean_field_iters))
+  frozen = jax.lax.stop_gradient(params)
+
+  def chain(v_j, h1_j, h2_j, key_j):
+    state = (v_j[None], h1_j[None], h2_j[None])
+    for s in range(gibbs_steps):
+      state = gibbs_step(frozen, state, jax.random.fold_in(key_j, s))
+    return tuple(t[0] for t in state)
+
+  new_chains = jax.vmap(chain)(*chains, row_keys)
+  loss = jnp.mean(energy(params, v, mu1, mu2)) - jnp.mean(energy(params, *new_chains))
+  return loss, (mu1, mu2), new_chains
+
+
 def gradients(params, v, chains, key, mean_field_iters: int = 10, gibbs_steps: int = 1):
-  """Positive phase by mean field, negative phase by persistent Gibbs chains (v, h1, h2).
-  Returns (ascent direction of the variational bound's gradient estimate, new chains)."""
-  mu1, mu2 = mean_field(params, v, mean_field_iters)
+  """Positive phase by mean field, negative phase by persistent Gibbs chains (v, h1, h2):
+  −∇ of `pcd_loss` (row j keyed by fold_in(key, j)). Returns (ascent direction of the
+  variational bound's gradient estimate, new chains)."""
+  row_keys = example_keys(key, chains[0].shape[0])
 
-  def body(i, state):
-    return gibbs_step(params, state, jax.random.fold_in(key, i))
+  def surrogate(p):
+    loss, _, new_chains = pcd_loss(p, v, chains, row_keys, mean_field_iters, gibbs_steps)
+    return loss, new_chains
 
-  cv, ch1, ch2 = jax.lax.fori_loop(0, gibbs_steps, body, chains)
-  n, m = v.shape[0], cv.shape[0]
-  grads = {"W1": v.T @ mu1 / n - cv.T @ ch1 / m, "W2": mu1.T @ mu2 / n - ch1.T @ ch2 / m,
-           "b": v.mean(0) - cv.mean(0), "c1": mu1.mean(0) - ch1.mean(0),
-           "c2": mu2.mean(0) - ch2.mean(0)}
-  return grads, (cv, ch1, ch2)
+  grads, new_chains = jax.grad(surrogate, has_aux=True)(params)
+  return jax.tree.map(jnp.negative, grads), new_chains

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.keys import as_typed_key, bernoulli
+from gen_jax.keys import as_typed_key, bernoulli, example_keys, fold_in
 
 # Enumerated configurations per block in `log_partition_exact` (memory bound).
 ENUMERATION_BLOCK = 1 << 12
@@ -190,23 +190,78 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
   return log_z_base + log_mean_w, std_err
 
 
-def cd_gradients(params, v, key, k: int = 1, persistent_chain=None):
-  """CD-k (or PCD-k with `persistent_chain`) estimate of ∇ log-likelihood (ascent direction).
+def sample_hidden_rows(probs, row_keys, draw: int):
+  """h_j ~ Bernoulli(probs_j) with chain j's key for draw number `draw`."""
+  return jax.vmap(bernoulli)(fold_in(row_keys, draw), probs).astype(probs.dtype)
 
-  ∂/∂W = <v hᵀ>_data - <v hᵀ>_model,  ∂/∂b = <v>_data - <v>_model,  ∂/∂c = <h>_data - <h>_model,
-  with p(h | v) in place of sampled h in both phases. The negative phase runs k Gibbs
-  sweeps from the data (CD) or from the persistent chain (PCD). Returns (grads, new chain).
+
+def negative_chain(params, h, row_keys, k: int, sample_visible_fn=sample_visible):
+  """v_1 ~ p(v | h_0 = h), then k - 1 sweeps v -> h -> v; returns v_k. Draw v_i is number
+  2i - 1 and h_i number 2i of each chain's keys."""
+  def draw_visible(h, i):
+    return jax.vmap(lambda h_j, key_j: sample_visible_fn(params, h_j[None], key_j)[0])(
+        h, fold_in(row_keys, 2 * i - 1))
+
+  def sweep(i, v):
+    return draw_visible(sample_hidden_rows(hidden_probs(params, v), row_keys, 2 * i), i + 1)
+
+  return jax.lax.fori_loop(1, k, sweep, draw_visible(h, 1))
+
+
+CHAIN_STATES = ("hidden", "visible")
+
+
+def cd_loss(params, v, row_keys, k: int = 1, chains=None, chain_state: str = "visible",
+            free_energy_fn=None, sample_visible_fn=sample_visible):
+  """The CD-k / PCD-k learning rule as a surrogate loss (one function for the trainer and the
+  tests):
+
+      L = mean_data F(v) − mean_chains F(sg(v_k)),   −∇L = the CD/PCD ascent direction,
+
+  since ∂F/∂W = −v σ(c + vᵀW)ᵀ. The negative phase starts from h_0 and draws v_1 ~ p(v | h_0),
+  then k − 1 sweeps v → h → v. h_0 ~ p(h | v_0) with v_0 the data (`chains=None`: CD) or the
+  persistent visible states (`chain_state="visible"`: Tieleman 2008, 2k + 4 products), or h_0
+  is the carried hidden state (`"hidden"`, as scikit-learn keeps its chains: one product gives
+  p(h | v) of data and chains together and the next state is drawn from it, 2k + 3 products).
+  Chain j's draw s (h_i: s = 2i, v_i: s = 2i − 1) is keyed by fold_in(row_keys[j], s).
+
+  Returns (loss, v_k, the data's hidden pre-activation c + vᵀW, the new chains).
+  `free_energy_fn(params, v, preactivation)` and `sample_visible_fn` choose the visible units
+  (Bernoulli by default; `gaussian_free_energy` / `gaussian_sample_visible`).
   """
-  key = as_typed_key(key)
-  h_data = hidden_probs(params, v)
-  start = v if persistent_chain is None else persistent_chain
-  v_model = gibbs_chain(params, start, key, k)
-  h_model = hidden_probs(params, v_model)
-  n_data, n_model = v.shape[0], v_model.shape[0]
-  grads = {"W": v.T @ h_data / n_data - v_model.T @ h_model / n_model,
-           "b": jnp.mean(v, axis=0) - jnp.mean(v_model, axis=0),
-           "c": jnp.mean(h_data, axis=0) - jnp.mean(h_model, axis=0)}
-  return grads, v_model
+  free_energy_fn = free_energy_fn or free_energy
+  if chain_state not in CHAIN_STATES:
+    raise ValueError(f"unknown chain_state {chain_state!r}; choose from {list(CHAIN_STATES)}")
+  if chains is not None and chain_state == "hidden":
+    v_model = jax.lax.stop_gradient(negative_chain(params, chains, row_keys, k, sample_visible_fn))
+    a_data, a_model = jnp.split(hidden_preactivation(params, jnp.concatenate([v, v_model])), 2)
+  else:
+    a_data = hidden_preactivation(params, v)
+    a_start = a_data if chains is None else hidden_preactivation(params, chains)
+    h_0 = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_start)), row_keys, 0)
+    v_model = jax.lax.stop_gradient(negative_chain(params, h_0, row_keys, k, sample_visible_fn))
+    a_model = hidden_preactivation(params, v_model)
+  loss = jnp.mean(free_energy_fn(params, v, a_data)) - jnp.mean(free_energy_fn(params, v_model, a_model))
+  if chains is None:
+    new_chains = None
+  elif chain_state == "visible":
+    new_chains = v_model
+  else:
+    new_chains = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_model)), row_keys, 2 * k)
+  return loss, v_model, a_data, new_chains
+
+
+def cd_gradients(params, v, key, k: int = 1, persistent_chain=None):
+  """CD-k (or PCD-k from the visible states `persistent_chain`) estimate of ∇ log-likelihood
+  (ascent direction): −∇ of `cd_loss`, i.e.
+
+      ∂/∂W = <v hᵀ>_data − <v hᵀ>_model,  ∂/∂b = <v>_data − <v>_model,  ∂/∂c = <h>_data − <h>_model,
+
+  with p(h | v) in place of sampled h in both phases; row j is keyed by fold_in(key, j).
+  Returns (grads, new chain: v_k)."""
+  row_keys = example_keys(key, v.shape[0])
+  grads, v_model = jax.grad(lambda p: cd_loss(p, v, row_keys, k, persistent_chain)[:2], has_aux=True)(params)
+  return jax.tree.map(jnp.negative, grads), v_model
 
 
 def exact_log_likelihood_gradient(params, v):

@@ -61,16 +61,35 @@ def sample_generative(gen, key, num_samples: int):
   return bernoulli(kv, probs).astype(dtype), h1, h2, probs
 
 
+def wake_sleep_loss(params, v, wake_keys, sleep_keys):
+  """Wake-sleep (Hinton et al. 1995) as one surrogate loss over params = {"gen", "rec"}, one
+  function for the trainer and the tests:
+
+      L = −mean log p(v, sg(h))  −  mean log q(sg(h̃) | sg(ṽ)),   h ~ q(·|v),  (ṽ, h̃) ~ p,
+
+  whose −∇ is the wake update of the generative parameters and the sleep update of the
+  recognition parameters (each term depends on one set only). Example j's wake draw uses
+  wake_keys[j]; dream j (len(sleep_keys) dreams) uses sleep_keys[j].
+  Returns (loss, named terms)."""
+  rec, gen = jax.lax.stop_gradient(params["rec"]), jax.lax.stop_gradient(params["gen"])
+  h1, h2 = jax.vmap(lambda x, k: tuple(t[0] for t in sample_recognition(rec, x[None], k)))(v, wake_keys)
+  dream = jax.vmap(lambda k: tuple(t[0] for t in sample_generative(gen, k, 1)[:3]))(sleep_keys)
+  wake = jnp.mean(log_joint(params["gen"], v, h1, h2))
+  sleep = jnp.mean(log_recognition(params["rec"], *dream))
+  gap = jnp.mean(log_joint(gen, v, h1, h2) - log_recognition(rec, v, h1, h2))
+  return -(wake + sleep), {"wake_log_joint": wake, "sleep_log_recognition": sleep,
+                           "elbo_one_sample": gap}
+
+
 def wake_sleep_gradients(gen, rec, v, key, num_dreams: int | None = None):
   """(generative ascent direction from the wake phase, recognition ascent direction from the
-  sleep phase) and the wake-phase terms."""
+  sleep phase): −∇ of `wake_sleep_loss`, example j keyed by fold_in(fold_in(key, 0), j) and
+  dream j by fold_in(fold_in(key, 1), j)."""
   key = as_typed_key(key)
-  key_wake, key_sleep = jax.random.split(key)
-  h1, h2 = sample_recognition(rec, v, key_wake)
-  wake = jax.grad(lambda g: jnp.mean(log_joint(g, v, h1, h2)))(gen)
-  dv, dh1, dh2, _ = sample_generative(gen, key_sleep, num_dreams or v.shape[0])
-  sleep = jax.grad(lambda r: jnp.mean(log_recognition(r, dv, dh1, dh2)))(rec)
-  return wake, sleep
+  wake_keys = example_keys(jax.random.fold_in(key, 0), v.shape[0])
+  sleep_keys = example_keys(jax.random.fold_in(key, 1), num_dreams or v.shape[0])
+  grads = jax.grad(lambda p: wake_sleep_loss(p, v, wake_keys, sleep_keys)[0])({"gen": gen, "rec": rec})
+  return jax.tree.map(jnp.negative, grads["gen"]), jax.tree.map(jnp.negative, grads["rec"])
 
 
 def log_prob_importance(gen, rec, v, key, num_samples: int):

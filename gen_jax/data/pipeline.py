@@ -57,6 +57,11 @@ class BatchSampler:
     batch["id"] = ids.astype(np.uint32)
     return batch
 
+  def global_batch(self, source, step: int) -> dict:
+    """The whole global batch of `step` (every host's slice), e.g. to initialise state."""
+    start = step * self.global_batch_size
+    return self._examples(source, np.arange(start, start + self.global_batch_size, dtype=np.int64))
+
   def local_batch(self, source, step: int) -> dict:
     return self._examples(source, self.local_positions(step))
 

@@ -185,7 +185,9 @@ def load_dataset(config) -> Dataset:
   if name in catalogue:
     return load_tfds_catalogue(name, config)
   known = sorted(LOADERS)
-  close = difflib.get_close_matches(name, known + catalogue, n=3)
+  # The bundled datasets first (they need no preparation), then the catalogue's.
+  close = difflib.get_close_matches(name, known, n=2, cutoff=0.5)
+  close += [c for c in difflib.get_close_matches(name, catalogue, n=3) if c not in close][:3 - len(close)]
   hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
   raise ValueError(f"unknown dataset {name!r} in data.name: use one of {known} or a TFDS "
                    f"catalogue name (e.g. 'mnist', 'cifar10').{hint}")

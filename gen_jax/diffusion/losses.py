@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from gen_jax import distributions
 from gen_jax.diffusion import gaussian
 from gen_jax.diffusion.gaussian import Schedule, at
+from gen_jax.diffusion.samplers import drop_labels
 from gen_jax.keys import as_typed_key, example_keys
 
 # -log p(x_0 | x_1) per dimension, from the decoder's mean and log variance.
@@ -133,3 +134,14 @@ def full_bound_terms(schedule: Schedule, output_fn, x0, key, target="eps", varia
 def to_bpd(nats, x0):
   """Nats per example -> bits per dimension."""
   return nats / (math.prod(x0.shape[1:]) * math.log(2.0))
+
+
+def label_dropout_loss(loss_fn, labels, keys, drop_probability: float, null_label: int):
+  """Classifier-free guidance training (Ho & Salimans 2022): one network learns p(x | y) and
+  p(x) by replacing each example's label with ∅ (`null_label`) with probability
+  `drop_probability`, drawn from fold_in(keys[i], 1); `loss_fn(labels, keys)` then gets the
+  kept-or-dropped labels and the keys fold_in(keys[i], 0). Returns what loss_fn returns."""
+  keys = example_keys(keys, labels.shape[0])
+  drop_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+  loss_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+  return loss_fn(drop_labels(labels, drop_keys, drop_probability, null_label), loss_keys)

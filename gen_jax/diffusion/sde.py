@@ -75,6 +75,23 @@ class VESDE:
 SDES = {"vp": VPSDE, "ve": VESDE}
 
 
+def eps_matching_loss(sde, eps_fn, x, keys):
+  """The score SDE's training loss with an ε-network, per example:
+
+      E_{t ~ U(t_min, 1), ε} |ε − ε_θ(m(t) x + s(t) ε, t)|²   (mean over dimensions),
+
+  denoising score matching with λ(t) = s(t)² for score(x, t) = −ε_θ(x, t) / s(t). Example i
+  draws t from fold_in(keys[i], 0) and ε from fold_in(keys[i], 1). Returns (loss (batch,),
+  {"mse": loss})."""
+  keys = example_keys(keys, x.shape[0])
+  t = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 0), (), x.dtype, sde.t_min, 1.0))(keys)
+  noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x.shape[1:], x.dtype))(keys)
+  mean, std = sde.marginal(t)
+  x_t = _bcast(mean, x) * x + _bcast(std, x) * noise
+  mse = jnp.mean(jnp.square(noise - eps_fn(x_t, t)).reshape(x.shape[0], -1), axis=-1)
+  return mse, {"mse": mse}
+
+
 def prior_sample(sde, keys, shape, dtype=jnp.float32):
   return sde.prior_std() * jax.vmap(
       lambda k: jax.random.normal(jax.random.fold_in(k, PRIOR_DRAW), shape[1:], dtype))(keys)

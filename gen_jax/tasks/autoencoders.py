@@ -21,7 +21,7 @@ from gen_jax.autoencoders import ae as ae_math
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
 from gen_jax.keys import bernoulli, fold_in_indices, split_data_key
-from gen_jax.training import Task, plots, train
+from gen_jax.training import Density, Task, plots, train
 
 # Sub-streams of the loss key.
 CORRUPTION_STREAM, LATENT_STREAM = 0, 1
@@ -272,8 +272,17 @@ def make_task(config, dataset) -> Task:
       return jax.vmap(lambda k, p: bernoulli(k, p).astype(jnp.float32))(draw_keys, mean)
     return (mean + 1.0) / 2.0
 
+  density = None
+  if kind.has_likelihood:
+    k = max(1, int(ev.iwae_samples))
+    density = Density.for_images(
+        lambda params, x, keys: vae_math.iwae_bound(model.apply, params, x, keys, k,
+                                                    chunk_size=min(k, int(ev.iwae_chunk_size))),
+        f"the IWAE-{k} bound (eval.iwae_samples={k} importance samples; a lower bound on "
+        "log p(x) that tightens as the count grows)", obs.data_range, obs.name == "gaussian")
+
   return Task(name=m.kind, init=init, loss_fn=loss_fn, check_data=check_data,
-              write_figures=write_figures, evaluate=evaluate,
+              write_figures=write_figures, evaluate=evaluate, density=density,
               sample=sample if kind.has_likelihood else None,
               to_display=lambda x: (x + 1.0) / 2.0 if obs.data_range == "symmetric" else x)
 

@@ -47,27 +47,18 @@ def make_task(config, dataset, initial_params=None) -> Task:
       return jax.tree.map(jnp.asarray, initial_params)
     return dbm.init_params(key, n_visible, int(m.num_hidden1), int(m.num_hidden2), float(m.init_scale))
 
-  def init_aux(key, x, params):
-    v = x.reshape(x.shape[0], -1)
+  def init_carry(key, batch, params):
+    v = batch["x"].reshape(batch["x"].shape[0], -1)
     mu1, mu2 = dbm.mean_field(params, v, 1)
     return {"v": v, "h1": jnp.round(mu1), "h2": jnp.round(mu2)}
 
-  def loss_fn(params, batch, key, aux):
+  def loss_fn(params, batch, key, carry):
+    """dbm.pcd_loss (the DBM learning rule) on the batch; the chains are the carry."""
     v = batch["x"].reshape(batch["x"].shape[0], -1)
-    mu1, mu2 = jax.lax.stop_gradient(dbm.mean_field(params, v, int(m.mean_field_iters)))
-    keys = fold_in_indices(key, batch["index"])
-    frozen = jax.lax.stop_gradient(params)
-
-    def chain(v_j, h1_j, h2_j, key_j):
-      state = (v_j[None], h1_j[None], h2_j[None])
-      for s in range(int(m.gibbs_steps)):
-        state = dbm.gibbs_step(frozen, state, jax.random.fold_in(key_j, s))
-      return tuple(t[0] for t in state)
-
-    cv, ch1, ch2 = jax.vmap(chain)(aux["v"], aux["h1"], aux["h2"], keys)
-    positive = jnp.mean(dbm.energy(params, v, mu1, mu2))
-    negative = jnp.mean(dbm.energy(params, cv, ch1, ch2))
-    loss = positive - negative
+    chains = (carry["v"], carry["h1"], carry["h2"])
+    loss, (mu1, mu2), (cv, ch1, ch2) = dbm.pcd_loss(
+        params, v, chains, fold_in_indices(key, batch["index"]), int(m.mean_field_iters),
+        int(m.gibbs_steps))
     terms = {"energy_gap": loss, "mean_field_h1": jnp.mean(mu1), "mean_field_h2": jnp.mean(mu2)}
     return loss, (terms, {"v": cv, "h1": ch1, "h2": ch2})
 
@@ -107,7 +98,8 @@ def make_task(config, dataset, initial_params=None) -> Task:
     return [plots.save_image_grid(np.asarray(probs).reshape(-1, *image_shape), f"{prefix}_samples.png", 8)]
 
   return Task(name="dbm", init=init, loss_fn=loss_fn, check_data=check_data, evaluate=evaluate,
-              write_figures=write_figures, init_aux=init_aux)
+              write_figures=write_figures, init_carry=init_carry,
+              per_example_carry=("v", "h1", "h2"))
 
 
 def pretrain(config, workdir: str, dataset):

@@ -36,10 +36,11 @@ from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
 from gen_jax.metrics.likelihood import nats_to_bpd
 from gen_jax.nets import diffusion as nets
-from gen_jax.training import Task, plots, train
+from gen_jax.training import Density, Task, plots, train
 
-# Sub-streams of an example's loss key.
-DIFFUSION_STREAM, LABEL_DROP_STREAM = 0, 1
+# The sub-stream of an example's loss key that an unconditional process draws from (the one
+# losses.label_dropout_loss hands a conditional model's process).
+DIFFUSION_STREAM = 0
 # Sub-streams of an example's sample key.
 SAMPLER_STREAM, LABEL_STREAM = 0, 1
 TIME_SCALE = 1000.0  # continuous t ∈ [0, 1] is embedded as 1000 t, like the index of T = 1000
@@ -95,6 +96,12 @@ class DDPMProcess:
   def loss(self, output_fn, extra, x, keys):
     return losses.training_losses(self.schedule, output_fn, x, keys, self.m.target,
                                   self.m.loss_type, self.m.variance, self.m.decoder)
+
+  def density(self, model, ev):
+    """(log p estimate per row, its name, whether it is a density of continuous data)."""
+    return (bound_log_density(self, model, int(ev.bound_draws)),
+            f"the variational bound −L of the {self.schedule.num_steps}-step DDPM (all T terms, "
+            "one x_t per index; a lower bound on log p(x))", self.m.decoder != "discretized")
 
   def bound(self, output_fn, extra, x, key, draws):
     del draws  # the full sum over t: exact given one x_t per index
@@ -170,26 +177,27 @@ class SDEProcess:
   def sampler_settings(self, s, extra):
     return s
 
+  def density(self, model, ev):
+    steps, exact_max = int(ev.ode_steps), int(ev.exact_divergence_max_dims)
+
+    def log_density(params, x, keys):
+      exact = math.prod(x.shape[1:]) <= exact_max
+      score = self.score_fn(model.eps_fn(params))
+      return jax.vmap(lambda x_i, k: sde_lib.ode_log_likelihood(
+          self.sde, score, x_i[None], k, steps, exact)[0])(x, keys)
+
+    divergence = (f"exact divergence up to {exact_max} dimensions, else Hutchinson's estimate")
+    return log_density, f"the probability-flow ODE ({steps} steps, {divergence})", True
+
   def score_fn(self, eps_fn):
     def score(x, t):
       std = self.sde.marginal(t)[1].reshape(t.shape + (1,) * (x.ndim - 1))
       return -eps_fn(x, t) / std
     return score
 
-  def _draw(self, x, keys):
-    t = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 0), (), x.dtype,
-                                              self.sde.t_min, 1.0))(keys)
-    noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x.shape[1:], x.dtype))(keys)
-    mean, std = self.sde.marginal(t)
-    shape = t.shape + (1,) * (x.ndim - 1)
-    return t, noise, mean.reshape(shape) * x + std.reshape(shape) * noise
-
   def loss(self, output_fn, extra, x, keys):
-    """ε-MSE at t ~ U(t_min, 1): λ(t) = s(t)² weighted denoising score matching."""
-    t, noise, x_t = self._draw(x, keys)
-    mse = jnp.mean(jnp.square(noise - output_fn(self.input_scale(t, x_t) * x_t, t)).reshape(
-        x.shape[0], -1), axis=-1)
-    return mse, {"mse": mse}
+    """sde.eps_matching_loss: ε-MSE at t ~ U(t_min, 1), λ(t) = s(t)² weighted DSM."""
+    return sde_lib.eps_matching_loss(self.sde, self.eps_model(output_fn, extra), x, keys)
 
 
 class VDMProcess:
@@ -229,6 +237,11 @@ class VDMProcess:
     return vdm.continuous_loss(self.gamma_fn(extra), output_fn, x, keys,
                                bool(self.m.variance_gradient))
 
+  def density(self, model, ev):
+    return (bound_log_density(self, model, int(ev.bound_draws)),
+            f"the continuous-time VDM bound −L (mean over eval.bound_draws={int(ev.bound_draws)} "
+            "draws of (t, ε); a lower bound on log p(x))", False)
+
   def bound(self, output_fn, extra, x, key, draws):
     """The continuous bound averaged over `draws` independent (t, ε) per example, and the
     spread of the one-draw diffusion estimate (`diffusion_draw_std`) under the learned γ and
@@ -253,6 +266,14 @@ class VDMProcess:
 
 
 PROCESSES = {"ddpm": DDPMProcess, "sde": SDEProcess, "vdm": VDMProcess}
+
+
+def bound_log_density(process, model, draws: int):
+  """−nelbo per row, each row with its own key (a process with a `bound`)."""
+  def log_density(params, x, keys):
+    return jax.vmap(lambda x_i, k: -process.bound(model.output_fn(params), params, x_i[None], k,
+                                                  draws)["nelbo"][0])(x, keys)
+  return log_density
 
 
 # ---------------------------------------------------------------- networks
@@ -370,15 +391,18 @@ def make_task(config, dataset) -> Task:
     return params
 
   def loss_fn(params, batch, key):
+    """The process's loss; conditional models train with label dropout (losses.label_dropout_loss)."""
     x = batch["x"]
     keys = fold_in_indices(key, batch["index"])
-    labels = None
+
+    def process_loss(labels, loss_keys):
+      return process.loss(model.output_fn(params, labels), params, x, loss_keys)
+
     if num_classes:
-      drop_keys = jax.vmap(lambda k: jax.random.fold_in(k, LABEL_DROP_STREAM))(keys)
-      labels = samplers.drop_labels(batch["label"].astype(jnp.int32), drop_keys,
-                                    float(m.label_drop_probability), num_classes)
-    diffusion_keys = jax.vmap(lambda k: jax.random.fold_in(k, DIFFUSION_STREAM))(keys)
-    loss, terms = process.loss(model.output_fn(params, labels), params, x, diffusion_keys)
+      loss, terms = losses.label_dropout_loss(process_loss, batch["label"].astype(jnp.int32), keys,
+                                              float(m.label_drop_probability), num_classes)
+    else:
+      loss, terms = process_loss(None, jax.vmap(lambda k: jax.random.fold_in(k, DIFFUSION_STREAM))(keys))
     terms = {name: jnp.mean(value) for name, value in terms.items()}
     if is_image and "nelbo" in terms:
       terms["nelbo_bpd"] = nats_to_bpd(terms["nelbo"], num_dims)
@@ -459,8 +483,14 @@ def make_task(config, dataset) -> Task:
       return _image_figures(model, params, prefix, key, final, dataset)
     return _point_figures(model, params, prefix, key, final, dataset, config)
 
+  density = None
+  if not num_classes:  # a class-conditional model's bound is of p(x | y)
+    fn, method, continuous = process.density(model, ev)
+    density = (Density.for_images(fn, method, "symmetric", continuous) if is_image
+               else Density(fn, method))
+
   return Task(name=f"diffusion/{m.process}", init=init, loss_fn=loss_fn, check_data=check_data,
-              write_figures=write_figures, evaluate=evaluate,
+              write_figures=write_figures, evaluate=evaluate, density=density,
               sample=lambda params, keys: _to_display(dataset.kind)(model.sample(params, keys)),
               to_display=_to_display(dataset.kind))
 

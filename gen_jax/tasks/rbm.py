@@ -31,33 +31,15 @@ import numpy as np
 from gen_jax.boltzmann import rbm
 from gen_jax.data import evaluation_split, load_dataset
 from gen_jax.data.transforms import check_binary
-from gen_jax.keys import bernoulli, fold_in, fold_in_indices
-from gen_jax.training import Task, plots, train
+from gen_jax.keys import fold_in_indices
+from gen_jax.training import Density, Task, plots, train
 
 NUM_FILTERS_SHOWN = 100
 # Where PCD keeps its chains between steps (model.persistent_state); see the module docstring.
-PERSISTENT_STATES = ("hidden", "visible")
+PERSISTENT_STATES = rbm.CHAIN_STATES
 SAMPLE_CHAINS = 64
 # Exact log Z alongside AIS when the smaller layer has at most this many units.
 EXACT_LOG_Z_MAX_UNITS = 20
-
-
-def sample_hidden_rows(probs, row_keys, draw: int):
-  """h_j ~ Bernoulli(probs_j) with chain j's key for draw number `draw`."""
-  return jax.vmap(bernoulli)(fold_in(row_keys, draw), probs).astype(probs.dtype)
-
-
-def negative_chain(params, h, row_keys, k: int, sample_visible=rbm.sample_visible):
-  """v_1 ~ p(v | h_0 = h), then k - 1 sweeps v -> h -> v; returns v_k. Draw v_i is number
-  2i - 1 and h_i number 2i of each chain's keys."""
-  def draw_visible(h, i):
-    return jax.vmap(lambda h_j, key_j: sample_visible(params, h_j[None], key_j)[0])(
-        h, fold_in(row_keys, 2 * i - 1))
-
-  def sweep(i, v):
-    return draw_visible(sample_hidden_rows(rbm.hidden_probs(params, v), row_keys, 2 * i), i + 1)
-
-  return jax.lax.fori_loop(1, k, sweep, draw_visible(h, 1))
 
 
 def _flat(x):
@@ -141,34 +123,26 @@ def make_task(config, dataset) -> Task:
     # With copies, the tied replicated RBM is trained on tiled data (weight-doubled modules).
     return rbm.replicate(params, visible_copies, hidden_copies) if replicated else params
 
-  def init_aux(key, x, params):
-    """PCD: the chains' states, the first batch (visible) or h ~ p(h | first batch) (hidden)."""
+  def init_carry(key, batch, params):
+    """PCD: the chains' states, the first batch (visible) or h ~ p(h | first batch) (hidden),
+    chain j keyed by its example's stream position."""
     if not persistent:
       return {}
-    v = tiled(x)
+    v = tiled(batch["x"])
     if not hidden_state:
       return {"visible_chains": v}
     probs = rbm.hidden_probs(model_of(params), v)
-    return {"hidden_chains": sample_hidden_rows(probs, fold_in_indices(key, jnp.arange(v.shape[0])), 0)}
+    return {"hidden_chains": rbm.sample_hidden_rows(probs, fold_in_indices(key, batch["index"]), 0)}
 
-  def loss_fn(params, batch, key, aux):
+  def loss_fn(params, batch, key, carry):
+    """rbm.cd_loss (the CD/PCD learning rule) on the batch, with its monitors."""
     model = model_of(params)
     v = tiled(batch["x"])
     keys = fold_in_indices(key, batch["index"])
     k = int(m.k)
-    if hidden_state:
-      v_model = jax.lax.stop_gradient(
-          negative_chain(model, aux["hidden_chains"], keys, k, units.sample_visible))
-      # One product for [data; chains]: p(h | v) of both phases from one matmul.
-      a_data, a_model = jnp.split(rbm.hidden_preactivation(model, jnp.concatenate([v, v_model])), 2)
-    else:  # the chains start from v_0: the data (CD) or the visible chain states (PCD)
-      a_data = rbm.hidden_preactivation(model, v)
-      a_start = rbm.hidden_preactivation(model, aux["visible_chains"]) if persistent else a_data
-      h_0 = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_start)), keys, 0)
-      v_model = jax.lax.stop_gradient(negative_chain(model, h_0, keys, k, units.sample_visible))
-      a_model = rbm.hidden_preactivation(model, v_model)
-    loss = (jnp.mean(units.free_energy(model, v, a_data))
-            - jnp.mean(units.free_energy(model, v_model, a_model)))
+    chains = carry.get("hidden_chains", carry.get("visible_chains")) if persistent else None
+    loss, _, a_data, new_chains = rbm.cd_loss(model, v, keys, k, chains, m.persistent_state,
+                                              units.free_energy, units.sample_visible)
     terms = {"free_energy_gap": loss}
     if m.monitors:
       terms["reconstruction_error"] = reconstruction_error(model, v, a_data)
@@ -178,10 +152,7 @@ def make_task(config, dataset) -> Task:
             model, v, jax.random.fold_in(keys[0], 2 * k + 1)))
     if not persistent:
       return loss, (terms, {})
-    if not hidden_state:
-      return loss, (terms, {"visible_chains": v_model})
-    h_next = sample_hidden_rows(jax.nn.sigmoid(jax.lax.stop_gradient(a_model)), keys, 2 * k)
-    return loss, (terms, {"hidden_chains": h_next})
+    return loss, (terms, {f"{m.persistent_state}_chains": new_chains})
 
   def check_data(x):
     units.check_data(x)
@@ -249,8 +220,48 @@ def make_task(config, dataset) -> Task:
                                        f"{prefix}_samples.png", 8))
     return paths
 
+  def sample(params, keys):
+    """One image per key: eval.sample_gibbs_steps block Gibbs sweeps from v_0 ~ p(v | h_0),
+    h_0 uniform; the last sweep's visible draw (Bernoulli) or E[v | h] (Gaussian), in the
+    data's units."""
+    steps = int(config.eval.sample_gibbs_steps)
+
+    def one(key):
+      h0 = jax.random.bernoulli(jax.random.fold_in(key, 0), 0.5, (1, int(m.num_hidden)))
+      v = units.sample_visible(params, h0.astype(jnp.float32), jax.random.fold_in(key, 1))
+      v = rbm.gibbs_chain(params, v, jax.random.fold_in(key, 2), steps, units.gibbs_step)
+      if units.standardized:
+        h = rbm.sample_hidden(params, v, jax.random.fold_in(key, 3))
+        v = units.visible_mean(params, h) * pixel_std + pixel_mean
+      return v[0].reshape(image_shape)
+
+    return jax.vmap(one)(keys)
+
+  density = None
+  if not replicated and m.visible == "bernoulli":
+    chains = int(config.eval.ais_chains)
+
+    def prepare(params, key):
+      log_z, _ = jax.jit(rbm.ais_log_partition, static_argnums=2)(
+          params, key, chains, None, rbm.base_rate_bias(jnp.asarray(split_data("train"))))
+      return {"params": params, "log_z": log_z}
+
+    density = Density.for_images(
+        lambda prepared, x, keys: -rbm.free_energy(prepared["params"], _flat(x)) - prepared["log_z"],
+        f"−F(v) − log Ẑ, log Z by AIS ({chains} chains, {rbm.standard_ais_betas().shape[0]} "
+        "temperatures, from the base-rate RBM of the training split)", "binary", False, prepare)
+  elif not replicated and int(m.num_hidden) <= EXACT_LOG_Z_MAX_UNITS:
+    density = Density(
+        lambda prepared, x, keys: (-rbm.gaussian_free_energy(prepared["params"], (_flat(x) - pixel_mean) / pixel_std)
+                                   - prepared["log_z"] - log_std_sum),
+        "exact: −F(v) − log Z − Σ log σ_i (Z by enumerating the hidden units)",
+        prepare=lambda params, key: {"params": params, "log_z": rbm.gaussian_log_partition_exact(params)},
+        check=_check_finite)
+
   return Task(name=f"rbm-{m.visible}-{m.method}{m.k}", init=init, loss_fn=loss_fn, check_data=check_data,
-              write_figures=write_figures, evaluate=evaluate, init_aux=init_aux)
+              sample=sample, density=density,
+              write_figures=write_figures, evaluate=evaluate, init_carry=init_carry,
+              per_example_carry=("hidden_chains", "visible_chains"))
 
 
 def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.boltzmann import sbn
@@ -37,17 +36,11 @@ def make_task(config, dataset) -> Task:
     return {"gen": gen, "rec": rec}
 
   def loss_fn(params, batch, key):
+    """sbn.wake_sleep_loss on the batch: one dream per example, keyed by its stream position."""
     v = batch["x"].reshape(batch["x"].shape[0], -1)
     wake_keys = fold_in_indices(jax.random.fold_in(key, WAKE_STREAM), batch["index"])
     sleep_keys = fold_in_indices(jax.random.fold_in(key, SLEEP_STREAM), batch["index"])
-    rec, gen = jax.lax.stop_gradient(params["rec"]), jax.lax.stop_gradient(params["gen"])
-    h1, h2 = jax.vmap(lambda x, k: tuple(t[0] for t in sbn.sample_recognition(rec, x[None], k)))(v, wake_keys)
-    dream = jax.vmap(lambda k: tuple(t[0] for t in sbn.sample_generative(gen, k, 1)[:3]))(sleep_keys)
-    wake = jnp.mean(sbn.log_joint(params["gen"], v, h1, h2))
-    sleep = jnp.mean(sbn.log_recognition(params["rec"], *dream))
-    gap = jnp.mean(sbn.log_joint(gen, v, h1, h2) - sbn.log_recognition(rec, v, h1, h2))
-    return -(wake + sleep), {"wake_log_joint": wake, "sleep_log_recognition": sleep,
-                             "elbo_one_sample": gap}
+    return sbn.wake_sleep_loss(params, v, wake_keys, sleep_keys)
 
   def check_data(x):
     check_binary(x, "a sigmoid belief net")

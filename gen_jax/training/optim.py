@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+
+from gen_jax.training.task import SINGLE_GROUP
 
 OPTIMIZERS = {
     "adam": lambda lr, cfg: optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
@@ -36,6 +39,29 @@ def make_optimizer(cfg, num_steps: int):
     parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
   parts.append(OPTIMIZERS[cfg.name](schedule, cfg))
   return optax.chain(*parts), schedule
+
+
+def group_config(cfg, group: str, groups) -> ml_collections.ConfigDict:
+  """Group `group`'s optimizer settings: `cfg`'s fields, overridden by those of `cfg.<group>`."""
+  merged = ml_collections.ConfigDict({k: v for k, v in cfg.items() if k not in groups})
+  overrides = cfg.get(group)
+  if overrides is not None:
+    unknown = sorted(set(overrides) - set(merged))
+    if unknown:
+      raise ValueError(f"unknown field(s) {unknown} in optim.{group}; it overrides optim's own "
+                       f"fields: {sorted(merged)}")
+    merged.update(overrides)
+  return merged
+
+
+def make_optimizers(cfg, groups, num_steps: int):
+  """({group: optax transformation}, {group: schedule}); one group, SINGLE_GROUP, when
+  `groups` is empty, else one per named group (see `group_config`)."""
+  if not groups:
+    tx, schedule = make_optimizer(cfg, num_steps)
+    return {SINGLE_GROUP: tx}, {SINGLE_GROUP: schedule}
+  made = {g: make_optimizer(group_config(cfg, g, groups), num_steps) for g in groups}
+  return {g: tx for g, (tx, _) in made.items()}, {g: s for g, (_, s) in made.items()}
 
 
 def ema_update(ema_params, params, step, decay: float):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import time
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -14,7 +18,7 @@ CHECKPOINT_DIR = "checkpoints"
 # Fields that may change between a run and its resumption (they do not change the model).
 RESUMABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                       "train.sample_every", "train.keep_checkpoints", "train.progress_bar",
-                      "train.steps_per_call", "eval.", "num_devices")
+                      "train.steps_per_call", "eval.", "num_devices", "mesh.")
 
 
 class WorkdirMismatchError(ValueError):
@@ -72,43 +76,211 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def write_json_atomic(path: str, record, **kwargs):
+  """Writes JSON to a temporary file, then renames it over `path`: a reader never sees half."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=2, **kwargs)
+  os.replace(tmp, path)
+
+
 def write_config(workdir: str, config):
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-      json.dump(config_record(config), f, indent=2, sort_keys=True)
+  """Records the run's config (once: with its first checkpoint)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    write_json_atomic(path, config_record(config), sort_keys=True)
+
+
+def check_workdir(workdir: str):
+  """Raises before anything is written if `workdir` cannot hold a run."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir={workdir} is a file, not a directory: choose another path")
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise PermissionError(f"--workdir={workdir} is not writable ({existing} denies writing): "
+                          "choose a directory you can write to")
+
+
+def truncate_metrics(workdir: str, step: int):
+  """Drops the rows of metrics.jsonl logged after `step` (a resumed run redoes those steps),
+  rewriting the file atomically so that it reads as one history."""
+  from gen_jax.training.writers import METRICS_FILE
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+    except (ValueError, KeyError):  # a torn last line from a killed run
+      continue
+  if len(kept) != len(lines):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
+
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another live run holds the workdir."""
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+class WorkdirLock:
+  """One writer per workdir: `.lock` holds the owner's pid and host for the run's lifetime. A
+  lock whose pid is dead on this host is stale and taken over; one from another host is
+  reported, since its liveness cannot be checked from here."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self.held = False
+    if not enabled:
+      return
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        self._take_over_if_stale()
+        continue
+      with os.fdopen(fd, "w") as f:
+        f.write(record)
+      self.held = True
+      return
+    raise WorkdirInUseError(f"{self.path} appeared while it was being taken: another run is "
+                            "starting in this workdir; use another --workdir")
+
+  def _take_over_if_stale(self):
+    try:
+      with open(self.path) as f:
+        owner = json.load(f)
+    except (OSError, ValueError):
+      owner = {}
+    host, pid = owner.get("host"), owner.get("pid")
+    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+      os.remove(self.path)  # stale: its run died without releasing it
+      return
+    if host and host != socket.gethostname():
+      raise WorkdirInUseError(
+          f"workdir {os.path.dirname(self.path)!r} is locked by pid {pid} on host {host!r}: "
+          f"wait for that run, or, if it is dead, delete {self.path}")
+    if not owner:
+      raise WorkdirInUseError(f"{self.path} is unreadable: if no run uses this workdir, delete it")
+    raise WorkdirInUseError(
+        f"workdir {os.path.dirname(self.path)!r} is in use by a running process (pid {pid}): "
+        "wait for it to finish, stop it, or use another --workdir")
+
+  def release(self):
+    if self.held:
+      self.held = False
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+
+
+CORRUPT_DIR = "corrupt_checkpoints"
+
+
+def _first_line(err: BaseException) -> str:
+  text = str(err).strip()
+  return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def _leaf_shapes(tree) -> list:
+  """The sorted (shape, dtype) of every array leaf: comparable between a state and a
+  checkpoint's metadata, whose containers (optax's named tuples) orbax records as dicts."""
+  return sorted((tuple(x.shape), np.dtype(x.dtype).name) for x in jax.tree.leaves(tree)
+                if hasattr(x, "shape"))
 
 
 class CheckpointStore:
-  """Orbax CheckpointManager: atomic saves every K steps and at the end, keeps N."""
+  """Orbax CheckpointManager: atomic saves (a temporary directory renamed when complete)
+  every K steps and at the end, keeps N, restores the newest one that reads."""
 
-  def __init__(self, workdir: str, save_every: int, keep: int):
-    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  def __init__(self, workdir: str, save_every: int, keep: int, create: bool = True):
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
     self.manager = ocp.CheckpointManager(
-        self.directory,
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=1,
-                                             create=True, enable_async_checkpointing=False))
+                                             create=create, enable_async_checkpointing=False,
+                                             cleanup_tmp_directories=create))
     self.save_every = save_every
 
   def latest_step(self):
     return self.manager.latest_step()
 
-  def save(self, step: int, state, force: bool = False):
-    if force or step % self.save_every == 0:
-      if step not in self.manager.all_steps():
+  def save(self, step: int, state, force: bool = False) -> bool:
+    """Saves `state` at `step` if due (or forced); True if `step` is now on disk."""
+    if not (force or step % self.save_every == 0):
+      return False
+    if step not in self.manager.all_steps():
+      try:
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
-      self.manager.wait_until_finished()
+        self.manager.wait_until_finished()
+      except OSError as err:
+        raise OSError(f"cannot write checkpoint {step} in {self.directory} ({_first_line(err)}): "
+                      "free disk space or fix the directory's permissions, then rerun; the "
+                      "checkpoints already there are intact") from None
+    return True
 
-  def restore(self, step: int, like):
-    """Restores `step` into the structure, shapes and shardings of `like`."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  def _matches(self, step: int, like) -> bool | None:
+    """Whether checkpoint `step`'s recorded tree and shapes are those of `like` (None: its
+    metadata cannot be read)."""
     try:
-      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as err:  # orbax raises many types for a mismatched or corrupt checkpoint.
-      first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-      raise WorkdirMismatchError(
-          f"cannot restore checkpoint {step} from {self.directory} into this config's model "
-          f"({type(err).__name__}: {first_line[:300]}): use a new --workdir, or rerun with the "
-          "config that made it") from None
+      meta = self.manager.item_metadata(step)
+      return _leaf_shapes(getattr(meta, "tree", meta)) == _leaf_shapes(like)
+    except Exception:  # noqa: BLE001 — orbax raises many types for unreadable metadata
+      return None
+
+  def restore_latest(self, like, warn=print, move_aside: bool = True):
+    """(restored state, step) of the newest checkpoint that restores into `like`'s structure,
+    shapes and shardings, or None when there is none. A checkpoint whose recorded shapes are
+    another model's raises WorkdirMismatchError; one that cannot be read is damaged: it is
+    moved to corrupt_checkpoints/ (`move_aside`) and the previous one is tried."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      matches = self._matches(step, like)
+      if matches is False:
+        raise WorkdirMismatchError(
+            f"checkpoint {step} in {self.directory} holds another model's parameters (its "
+            "shapes differ from this config's): use a new --workdir, or rerun with the config "
+            "that made it")
+      try:
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+      except Exception as err:  # noqa: BLE001 — orbax raises many types for damaged files
+        reason = _first_line(err)
+      path = os.path.join(self.directory, str(step))
+      if move_aside:
+        aside = os.path.join(self.workdir, CORRUPT_DIR, f"{step}-{int(time.time())}")
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.move(path, aside)
+        self.manager.reload()
+        warn(f"warning: checkpoint {step} is damaged ({reason}); moved it to {aside} and "
+             "falling back to the previous checkpoint")
+      else:
+        warn(f"warning: checkpoint {step} is damaged ({reason}); using the previous checkpoint")
+    return None
 
   def close(self):
     self.manager.close()
+
+

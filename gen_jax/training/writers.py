@@ -39,8 +39,12 @@ class MetricWriter:
     logging.info("step %d: %s", step, ", ".join(f"{k}={v:.5g}" for k, v in record.items()
                                                    if isinstance(v, float)))
 
-  def close(self):
+  def flush(self):
     if self.enabled:
+      self._file.flush()
+
+  def close(self):
+    if self.enabled and not self._file.closed:
       self._file.close()
       self._tensorboard.close()
 
