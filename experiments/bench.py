@@ -3,6 +3,8 @@ r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family'
   python -m experiments.bench vae [--steps=300] [--config=experiments/configs/vae.py]
   python -m experiments.bench rbm --config=experiments/configs/rbm.py
   python -m experiments.bench diffusion --config=experiments/configs/diffusion.py --steps=50
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.bench fsdp_memory \
+      --config=experiments/configs/diffusion.py
 
 `vae`: times the jitted, sharded, donated train step on the configured data (after
 compilation and warm-up), with the host input pipeline included.
@@ -11,6 +13,7 @@ scikit-learn's BernoulliRBM with the same settings, in interleaved rounds of one
 the achieved GFLOP/s as a fraction of this machine's measured float32 matmul peak.
 `diffusion`: train steps/s of the configured model, then DDIM-50 samples/s of the package's
 compiled sampler against the same sampler as a Python loop over a jitted step.
+`fsdp_memory`: per-device parameter, optimizer and EMA bytes under mesh.fsdp = 1, 2, 4, 8.
 All print the machine they ran on.
 """
 
@@ -241,7 +244,32 @@ def bench_diffusion(config):
     print(f"  compiled loop / Python loop speed: {python_s / compiled_s:.2f}x")
 
 
-BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm, "diffusion": bench_diffusion}
+def bench_fsdp_memory(config):
+  """Per-device bytes of the parameters and the optimizer state (and the EMA) of the
+  configured model under mesh.fsdp = 1, 2, 4, ... up to the device count, as the trainer lays
+  them out (run with XLA_FLAGS=--xla_force_host_platform_device_count=8 on a CPU)."""
+  from gen_jax.tasks import registry
+  from gen_jax.training.sharding import bytes_per_device
+  dataset = load_dataset(config.data)
+  family = registry.FAMILIES[config.family]
+  num_devices = len(jax.devices())
+  print(f"{machine()}\n{config.family} model on {config.data.name}; bytes on the most loaded device")
+  print("| mesh.fsdp | parameters | optimizer state | EMA | total |\n|---|---|---|---|---|")
+  fsdp = 1
+  while fsdp <= num_devices:
+    with config.unlocked():
+      config.mesh.fsdp = fsdp
+      config.train.batch_size = max(int(config.train.batch_size), num_devices)
+    run = trainer.setup(family.make_task(config, dataset), config,
+                        tempfile.mkdtemp(prefix="gen_jax_bench_"), dataset)
+    parts = [max(bytes_per_device(run.state[name]).values()) for name in ("params", "opt_state", "ema_params")]
+    run.lock.release()
+    print(f"| {fsdp} | " + " | ".join(f"{b / 2**20:.3f} MiB" for b in parts + [sum(parts)]) + " |")
+    fsdp *= 2
+
+
+BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm, "diffusion": bench_diffusion,
+              "fsdp_memory": bench_fsdp_memory}
 
 
 def main(argv):

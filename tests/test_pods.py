@@ -1,19 +1,15 @@
-"""Pods and preemption through the real launcher: 2 processes × 2 devices equal 1 process × 4
-devices (and 1 device); FSDP slices the large weights and keeps the losses; SIGTERM mid-run and
-SIGKILL mid-save both resume to the bit-identical result of an uninterrupted run."""
+"""Pods through the real launcher: 2 processes × 2 devices equal 1 process × 4 devices (and 1
+device); FSDP slices the large weights and keeps the losses. (Preemption: tests/test_faults.py.)"""
 
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import chex
 import jax
 import numpy as np
-import pytest
 
 from experiments.configs import vae as vae_config
 from gen_jax.data import load_dataset
@@ -79,7 +75,10 @@ def test_two_hosts_of_two_devices_equal_one_host_of_four_and_one_device(tmp_path
   assert [r["step"] for r in read_metrics(tmp_path / "hosts") if "loss" in r] == [10, 20, 30, 40]
   assert len((tmp_path / "hosts" / "metrics.jsonl").read_text().splitlines()) == 5  # + the test row
   assert not list((tmp_path / "hosts").glob("*.tmp*"))
-  np.testing.assert_array_equal(np.array(losses(tmp_path / "hosts")), np.array(losses(tmp_path / "four")))
+  # Equal up to float rounding: gloo's cross-process all-reduce sums in another order (seen:
+  # 1 ulp in 2 of the 8 logged values).
+  np.testing.assert_allclose(np.array(losses(tmp_path / "hosts")), np.array(losses(tmp_path / "four")),
+                             rtol=1e-6)
   np.testing.assert_allclose(np.array(losses(tmp_path / "one")), np.array(losses(tmp_path / "four")),
                              rtol=1e-3)
   hosts_params, step = final_params(tmp_path / "hosts")
@@ -109,70 +108,3 @@ def test_fsdp_slices_large_arrays_and_keeps_the_losses(tmp_path, data_dir):
     run.lock.release()
   chex.assert_trees_all_close(results[1][0], results[4][0], rtol=1e-5)
   chex.assert_trees_all_close(results[1][1], results[4][1], rtol=1e-5, atol=1e-6)
-
-
-# ---------------------------------------------------------------- preemption
-
-LONG = SMOKE + ("--config.train.num_steps=300", "--config.train.log_every=10",
-                "--config.train.checkpoint_every=10", "--config.train.sample_every=0")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("uninterrupted")
-  code, _, err = finish(start(workdir, *LONG))
-  assert code == 0, err[-3000:]
-  return workdir
-
-
-def wait_for(predicate, timeout=120.0, interval=0.001):
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if predicate():
-      return True
-    time.sleep(interval)
-  return False
-
-
-def assert_same_run(workdir, reference):
-  logged = lambda d: [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in read_metrics(d)]
-  assert logged(workdir) == logged(reference)
-  a, b = final_params(workdir), final_params(reference)
-  assert a[1] == b[1] == 300
-  chex.assert_trees_all_equal(a[0], b[0])
-
-
-def test_sigterm_saves_the_step_in_flight_and_the_rerun_is_bit_identical(tmp_path, uninterrupted):
-  process = start(tmp_path, *LONG)
-  metrics = tmp_path / "metrics.jsonl"
-  assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0)
-  process.send_signal(signal.SIGTERM)
-  code, out, _ = finish(process)
-  assert code == 143
-  saved = int(out.split("saved checkpoint at step ")[1].split(";")[0])
-  assert 0 < saved < 300 and str(saved) in os.listdir(tmp_path / "checkpoints")
-  assert not (tmp_path / ".lock").exists()
-  code, out, err = finish(start(tmp_path, *LONG))
-  assert code == 0, err[-3000:]
-  assert f"resuming from step {saved}" in out
-  assert_same_run(tmp_path, uninterrupted)
-
-
-def test_sigkill_during_a_checkpoint_write_resumes_bit_identical(tmp_path, uninterrupted):
-  checkpoints = tmp_path / "checkpoints"
-  in_save = lambda: checkpoints.exists() and any("tmp" in p.name for p in checkpoints.iterdir())
-  killed_mid_save = False
-  for _ in range(5):  # kill the moment a temporary checkpoint directory appears
-    process = start(tmp_path, *LONG)
-    if not wait_for(lambda: in_save() or process.poll() is not None):
-      break
-    process.kill()
-    process.communicate()
-    killed_mid_save = in_save()
-    if killed_mid_save:
-      break
-  assert killed_mid_save, "no kill landed inside a checkpoint write"
-  code, out, err = finish(start(tmp_path, *LONG))  # the stale lock (dead pid) is taken over
-  assert code == 0, err[-3000:]
-  assert not any("tmp" in p.name for p in checkpoints.iterdir())
-  assert_same_run(tmp_path, uninterrupted)

@@ -101,19 +101,6 @@ def launcher(workdir, *flags, devices=1):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_one_and_four_devices_log_the_same_losses(tmp_path):
-  flags = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0")
-  one = launcher(tmp_path / "one", *flags, devices=1)
-  # Four devices, 4 steps a call: the stacked batches are split over the devices too.
-  four = launcher(tmp_path / "four", *flags, "--config.train.steps_per_call=4", devices=4)
-  assert one.returncode == 0, one.stderr[-2000:]
-  assert four.returncode == 0, four.stderr[-2000:]
-  losses = lambda d: [(r["step"], r["loss"], r["kl"]) for r in read_metrics(d) if "loss" in r]
-  a, b = losses(tmp_path / "one"), losses(tmp_path / "four")
-  assert [s for s, *_ in a] == [s for s, *_ in b] == [10, 20, 30, 40]
-  np.testing.assert_allclose(np.array(a)[:, 1:], np.array(b)[:, 1:], rtol=1e-3)
-
-
 def test_calls_end_at_every_event_step():
   # steps_per_call 7 from step 0: 7 steps, then up to the log step 10, then 7 more ...
   lengths, step = [], 0
@@ -226,8 +213,9 @@ def test_model_image_shape_that_does_not_match_the_data_is_refused(tmp_path, dig
 
 def test_config_typo_on_the_command_line_is_a_one_line_error(tmp_path):
   result = launcher(tmp_path, "--config=experiments/configs/vae.py:smoke", "--config.train.num_stpes=5")
-  assert result.returncode != 0
-  assert 'Did you mean "num_steps"' in result.stderr or "num_steps" in result.stderr
+  assert result.returncode == 1
+  assert result.stderr.strip() == ("error: --config.train.num_stpes: config.train has no field "
+                                   "'num_stpes'; did you mean config.train.num_steps?")
   assert not any(tmp_path.iterdir())
 
 

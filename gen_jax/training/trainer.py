@@ -370,7 +370,8 @@ def loop(run: Run, stop_after_step: int | None = None) -> Run:
   step = run.step
   progress = tqdm(total=num_steps, initial=step, desc=f"train {task.name}", unit="step",
                   dynamic_ncols=True, mininterval=1.0,
-                  disable=not (config.train.get("progress_bar", True) and is_main_process()))
+                  # None: tqdm's default, a bar on a terminal only (not in logs or pipes).
+                  disable=None if config.train.get("progress_bar", True) and is_main_process() else True)
   tick, tick_step = time.perf_counter(), step
   samples_dir = os.path.join(run.workdir, SAMPLES_DIR)
   try:

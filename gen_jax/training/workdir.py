@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 
 import jax
@@ -98,9 +99,15 @@ def check_workdir(workdir: str):
   existing = workdir
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise PermissionError(f"--workdir={workdir} is not writable ({existing} denies writing): "
-                          "choose a directory you can write to")
+  if not os.path.isdir(existing):
+    raise NotADirectoryError(f"--workdir={workdir} lies under {existing}, which is a file: choose "
+                             "another path")
+  try:  # an unnamed temporary file: leaves nothing behind (os.access passes anything for root)
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as err:
+    raise PermissionError(f"--workdir={workdir} is not writable ({existing}: {err.strerror}): "
+                          "choose a directory you can write to") from None
 
 
 def truncate_metrics(workdir: str, step: int):
@@ -200,8 +207,12 @@ CORRUPT_DIR = "corrupt_checkpoints"
 
 
 def _first_line(err: BaseException) -> str:
+  """The first line of the innermost cause (orbax wraps TensorStore's error, which names the
+  damaged array and file, in a message that does not)."""
+  while (err.__cause__ or err.__context__) is not None:
+    err = err.__cause__ or err.__context__
   text = str(err).strip()
-  return (text.splitlines()[0] if text else type(err).__name__)[:300]
+  return (text.splitlines()[0] if text else type(err).__name__)[:400]
 
 
 def _leaf_shapes(tree) -> list:
