@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any, Callable
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -77,7 +78,7 @@ def check_overrides(argv, config) -> None:
     path = arg[len("--config."):].split("=", 1)[0]
     node, walked = config, "config"
     for part in path.split("."):
-      fields = list(node.keys()) if hasattr(node, "keys") else []
+      fields = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
       if part not in fields:
         close = difflib.get_close_matches(part, fields, n=1)
         hint = f"; did you mean {walked}.{close[0]}?" if close else f"; its fields: {sorted(fields)}"

@@ -23,15 +23,9 @@ from experiments import launch
 from gen_jax.keys import fold_in_indices
 from gen_jax.tasks import registry
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
-_INPUT = flags.DEFINE_string("input", None, "A .npy array, one example per row.", required=True)
-_OUTPUT = flags.DEFINE_string("output", None, "The .npy file to write (N,) log-densities to.",
-                              required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of any estimate's draws.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Rows per compiled call.", lower_bound=1)
 # fold_in(key, i) keys row i; the once-per-call preparation (AIS) takes this stream instead.
 PREPARE_STREAM = 2 ** 31 - 1
-_PARAMS = flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
+
 
 
 def load_rows(path: str) -> np.ndarray:
@@ -75,13 +69,20 @@ def log_prob_run(workdir: str, x: np.ndarray, seed: int = 0, batch_size: int = 1
 
 def main(argv):
   del argv
-  x = load_rows(_INPUT.value)
-  log_p, method = log_prob_run(_WORKDIR.value, x, _SEED.value, _BATCH_SIZE.value, _PARAMS.value)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  np.save(_OUTPUT.value, log_p)
+  x = load_rows(flags.FLAGS.input)
+  f = flags.FLAGS
+  log_p, method = log_prob_run(f.workdir, x, f.seed, f.batch_size, f.params)
+  os.makedirs(os.path.dirname(os.path.abspath(flags.FLAGS.output)), exist_ok=True)
+  np.save(flags.FLAGS.output, log_p)
   print(f"log p(x) by {method}: mean {log_p.mean():.4f} nats over {len(log_p)} rows -> "
-        f"{_OUTPUT.value}", file=sys.stderr)
+        f"{flags.FLAGS.output}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only as a program (tests import the module)
+  flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
+  flags.DEFINE_string("input", None, "A .npy array, one example per row.", required=True)
+  flags.DEFINE_string("output", None, "The .npy file to write (N,) log-densities to.", required=True)
+  flags.DEFINE_integer("seed", 0, "Seed of any estimate's draws.")
+  flags.DEFINE_integer("batch_size", 100, "Rows per compiled call.", lower_bound=1)
+  flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
   launch.run_tool(main)

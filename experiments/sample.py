@@ -20,13 +20,6 @@ from experiments import launch
 from gen_jax.metrics.protocol import draw_samples
 from gen_jax.tasks import registry
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", None, "How many samples.", required=True,
-                                    lower_bound=1)
-_OUTPUT = flags.DEFINE_string("output", None, "The .npz file to write.", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 250, "Samples per compiled call.", lower_bound=1)
-_PARAMS = flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
 
 
 def sample_run(workdir: str, num_samples: int, seed: int = 0, batch_size: int = 250,
@@ -41,15 +34,20 @@ def sample_run(workdir: str, num_samples: int, seed: int = 0, batch_size: int = 
 
 def main(argv):
   del argv
-  if not _OUTPUT.value.endswith(".npz"):
-    raise launch.UsageError(f"--output={_OUTPUT.value} must name a .npz file")
-  samples = sample_run(_WORKDIR.value, _NUM_SAMPLES.value, _SEED.value, _BATCH_SIZE.value,
-                       _PARAMS.value)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  np.savez(_OUTPUT.value, samples=samples)
-  print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {_OUTPUT.value}",
-        file=sys.stderr)
+  f = flags.FLAGS
+  if not f.output.endswith(".npz"):
+    raise launch.UsageError(f"--output={f.output} must name a .npz file")
+  samples = sample_run(f.workdir, f.num_samples, f.seed, f.batch_size, f.params)
+  os.makedirs(os.path.dirname(os.path.abspath(f.output)), exist_ok=True)
+  np.savez(f.output, samples=samples)
+  print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {f.output}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only as a program (tests import the module)
+  flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
+  flags.DEFINE_integer("num_samples", None, "How many samples.", required=True, lower_bound=1)
+  flags.DEFINE_string("output", None, "The .npz file to write.", required=True)
+  flags.DEFINE_integer("seed", 0, "Seed of the draws.")
+  flags.DEFINE_integer("batch_size", 250, "Samples per compiled call.", lower_bound=1)
+  flags.DEFINE_enum("params", "ema_params", ["ema_params", "params"], "Which parameters.")
   launch.run_tool(main)

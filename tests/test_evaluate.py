@@ -1,6 +1,7 @@
 """experiments.evaluate on a :smoke run, and the real-vs-real floor."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -55,3 +56,56 @@ def test_floor_is_the_real_test_split_against_train(tmp_path, data_dir):
 def test_evaluate_needs_a_run_directory(tmp_path):
   with pytest.raises(FileNotFoundError, match="run's directory"):
     evaluate.evaluate_run(str(tmp_path))
+
+
+def test_sample_tool_writes_binary_images_keyed_per_sample(smoke_run, tmp_path):
+  """The command line end to end: N samples under the key `samples`, in [0, 1] (binary for a
+  Bernoulli VAE); sample i does not depend on how many are drawn at once."""
+  import subprocess
+  import sys
+  from experiments import sample
+  out = tmp_path / "s.npz"
+  result = subprocess.run([sys.executable, "-m", "experiments.sample", f"--workdir={smoke_run}",
+                           "--num_samples=6", f"--output={out}", "--batch_size=4"],
+                          cwd=pathlib.Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  samples = np.load(out)["samples"]
+  assert samples.shape == (6, 8, 8, 1) and set(np.unique(samples)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(samples, sample.sample_run(str(smoke_run), 6, batch_size=6))
+
+
+def test_log_prob_tool_is_the_iwae_bound_row_by_row(smoke_run):
+  import jax
+  from experiments import log_prob
+  from gen_jax.autoencoders import vae as vae_math
+  from gen_jax.keys import fold_in_indices
+  from gen_jax.tasks import registry
+  run = registry.load_run(str(smoke_run))
+  x = (np.random.default_rng(0).random((5, 8, 8, 1)) < 0.3).astype(np.float32)
+  values, method = log_prob.log_prob_run(str(smoke_run), x, batch_size=2)
+  assert method.startswith("the IWAE-16 bound")
+  keys = fold_in_indices(jax.random.key(0), np.arange(5, dtype=np.uint32))
+  expected = vae_math.iwae_bound(
+      autoencoders.model_kind("vae").build(run.config.model, (8, 8, 1)).apply, run.params,
+      x, keys, 16, chunk_size=16)
+  np.testing.assert_allclose(values, np.asarray(expected), rtol=1e-5)
+  assert np.all(values < 0)  # log-probabilities of binary images (masses)
+  with pytest.raises(ValueError, match="binarize it first"):
+    log_prob.log_prob_run(str(smoke_run), x * 0.5)
+  with pytest.raises(ValueError, match=r"shape \(4, 4, 1\) but this model's data have shape \(8, 8, 1\)"):
+    log_prob.log_prob_run(str(smoke_run), np.zeros((2, 4, 4, 1), np.float32))
+
+
+def test_models_without_a_density_or_sampler_are_refused(tmp_path, data_dir):
+  from experiments import log_prob, sample
+  from experiments.configs import ae as ae_config
+  config = ae_config.get_config("smoke")
+  with config.unlocked():
+    config.train.progress_bar = False
+    config.train.num_steps, config.train.checkpoint_every, config.train.sample_every = 2, 2, 0
+  autoencoders.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(ValueError, match="has no density"):
+    log_prob.log_prob_run(str(tmp_path), np.zeros((2, 8, 8, 1), np.float32))
+  with pytest.raises(ValueError, match="does not sample"):
+    sample.sample_run(str(tmp_path), 2)

@@ -193,7 +193,7 @@ def test_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path, digits):
   (tmp_path / "config.json").write_text(json.dumps(json.loads(
       smoke_config(**{"model.latent_dim": 12}).to_json_best_effort())))
   before = snapshot(tmp_path)
-  with pytest.raises(WorkdirMismatchError, match="cannot restore checkpoint 20"):
+  with pytest.raises(WorkdirMismatchError, match="checkpoint 20 in .* holds another model's parameters"):
     run(smoke_config(**{"model.latent_dim": 12}), tmp_path, digits)
   assert snapshot(tmp_path) == before
 
@@ -228,3 +228,22 @@ def test_config_typo_in_code_is_an_error():
   config = vae_config.get_config("smoke")
   with pytest.raises(AttributeError, match="num_steps"):
     config.train.num_stpes = 5
+
+
+def test_a_full_disk_at_a_save_is_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, digits,
+                                                                              monkeypatch):
+  import errno
+  import orbax.checkpoint as ocp
+  save = ocp.CheckpointManager.save
+
+  def full_at_40(self, step, *args, **kwargs):
+    if step == 40:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_at_40)
+  with pytest.raises(OSError, match=r"cannot write checkpoint 40 .*No space left on device.*free "
+                     r"disk space .* the checkpoints already there are intact"):
+    run(smoke_config(**{"eval.iwae_samples": 0}), tmp_path, digits)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20"]
+  assert not (tmp_path / ".lock").exists()

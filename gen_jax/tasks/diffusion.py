@@ -60,9 +60,24 @@ def _check_choice(field: str, value, choices):
 # ---------------------------------------------------------------- processes
 
 
-class DDPMProcess:
+class Process:
+  """What each process declares it offers (read by the task, the figures and evaluation)."""
+  name: str
+  has_bound = False         # bound(output_fn, extra, x, key, draws) -> terms with "nelbo"
+  has_ode_likelihood = False  # an SDE: `sde` and score_fn() for the probability-flow ODE
+  has_trajectory = False    # trajectory() and drift() for the Sohl-Dickstein figure
+  learned_schedule = False  # gamma_fn(extra): a learned noise schedule to plot
+
+  def init_extra(self, key) -> dict:
+    """Parameters the process adds beside the network's (VDM: the learned γ)."""
+    return {}
+
+
+class DDPMProcess(Process):
   """Discrete-time Gaussian diffusion with T steps (Ho et al. 2020)."""
   name = "ddpm"
+  has_bound = True
+  has_trajectory = True
 
   def __init__(self, m, sample_config):
     _check_choice("model.schedule", m.schedule, BETA_SCHEDULES)
@@ -139,10 +154,11 @@ class DDPMProcess:
     return gaussian.q_sample(self.schedule, x0, jnp.full(x0.shape[:1], t), noise)
 
 
-class SDEProcess:
+class SDEProcess(Process):
   """A score SDE on t ∈ [t_min, 1] (Song et al. 2021) with an ε-network:
   score(x, t) = −ε_θ(c_in x, 1000 t) / s(t), c_in = 1/√(m(t)² + s(t)²)."""
   name = "sde"
+  has_ode_likelihood = True
 
   def __init__(self, m, sample_config):
     _check_choice("model.sde", m.sde, sde_lib.SDES)
@@ -200,9 +216,11 @@ class SDEProcess:
     return sde_lib.eps_matching_loss(self.sde, self.eps_model(output_fn, extra), x, keys)
 
 
-class VDMProcess:
+class VDMProcess(Process):
   """Continuous-time VDM with the learned γ_η(t) (parameters under params["gamma"])."""
   name = "vdm"
+  has_bound = True
+  learned_schedule = True
 
   def __init__(self, m, sample_config):
     _check_choice("sample.sampler", sample_config.sampler, self.samplers())
@@ -386,8 +404,7 @@ def make_task(config, dataset) -> Task:
   def init(key, x):
     labels = jnp.zeros(x.shape[:1], jnp.int32) if num_classes else None
     params = {"net": model.net.init(key, x, jnp.zeros(x.shape[:1]), labels)}
-    if hasattr(process, "init_extra"):
-      params.update(process.init_extra(jax.random.fold_in(key, 1)))
+    params.update(process.init_extra(jax.random.fold_in(key, 1)))
     return params
 
   def loss_fn(params, batch, key):
@@ -444,7 +461,7 @@ def make_task(config, dataset) -> Task:
 
   def evaluate(params, dataset, key, final):
     metrics = {}
-    if hasattr(process, "bound"):
+    if process.has_bound:
       values, count = {}, 0
       limit = int(ev.bound_examples)
       batches = list(_test_batches(limit))
@@ -461,7 +478,7 @@ def make_task(config, dataset) -> Task:
         metrics.update({(f"{k[:-4]}_bpd_sem" if k.endswith("_sem") else f"{k}_bpd"):
                         nats_to_bpd(v, num_dims) for k, v in list(metrics.items())})
       metrics["bound_examples"] = count
-    if hasattr(process, "sde") and final:  # score SDEs: the probability-flow ODE likelihood
+    if process.has_ode_likelihood and final:  # score SDEs: the probability-flow ODE likelihood
       values, count = {"nll": []}, 0
       for mask, x, batch in tqdm(list(_test_batches(int(ev.likelihood_examples))), desc="ode nll",
                                  unit="batch"):
@@ -526,7 +543,7 @@ def _image_figures(model, params, prefix, key, final, dataset):
     images = jax.jit(lambda k: model.sample(params, k))(keys)
     paths.append(plots.save_image_grid(np.asarray(_to_display("image")(images)),
                                        f"{prefix}_samples.png", 8))
-  if final and hasattr(model.process, "gamma_fn"):
+  if final and model.process.learned_schedule:
     paths.append(_gamma_figure(model.process.gamma_fn(params), f"{prefix}_gamma.png"))
   return paths
 
@@ -556,7 +573,7 @@ def _point_figures(model, params, prefix, key, final, dataset, config):
   paths = [plots.save_scatter(samples, f"{prefix}_samples.png",
                               title=f"{config.sample.sampler} samples ({dataset.name})",
                               limits=(-limit, limit))]
-  if final and hasattr(model.process, "trajectory"):
+  if final and model.process.has_trajectory:
     paths.append(trajectory_figure(model, params, key, data, f"{prefix}_trajectories.png", limit))
   return paths
 

@@ -423,8 +423,12 @@ def learning_rate_name(group: str, task: Task) -> str:
 
 
 def _on_main(run: Run, fn):
-  """fn(EMA params as host arrays) on process 0 (figures and evaluation write files)."""
-  params = gather_to_host(run.state["ema_params"])
+  """fn(EMA params) on process 0 (figures and evaluation write files). In a multi-host run the
+  parameters are gathered first and placed on process 0's first device; they stay device
+  arrays either way (a jitted closure over numpy arrays would embed them as constants)."""
+  params = run.state["ema_params"]
+  if jax.process_count() > 1:
+    params = jax.device_put(gather_to_host(params), jax.local_devices()[0])
   return fn(params) if is_main_process() else None
 
 

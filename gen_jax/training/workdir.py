@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import socket
 import tempfile
@@ -204,6 +205,7 @@ class WorkdirLock:
 
 
 CORRUPT_DIR = "corrupt_checkpoints"
+TMP_MARKER = ".orbax-checkpoint-tmp-"  # orbax's name for a checkpoint still being written
 
 
 def _first_line(err: BaseException) -> str:
@@ -235,6 +237,10 @@ class CheckpointStore:
                                              create=create, enable_async_checkpointing=False,
                                              cleanup_tmp_directories=create))
     self.save_every = save_every
+    if create and jax.process_index() == 0:
+      # A killed save leaves its temporary directory; it is incomplete by construction.
+      for leftover in pathlib.Path(self.directory).glob(f"*{TMP_MARKER}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
   def latest_step(self):
     return self.manager.latest_step()
