@@ -251,12 +251,12 @@ def make_task(config, dataset) -> Task:
         f"−F(v) − log Ẑ, log Z by AIS ({chains} chains, {rbm.standard_ais_betas().shape[0]} "
         "temperatures, from the base-rate RBM of the training split)", "binary", False, prepare)
   elif not replicated and int(m.num_hidden) <= EXACT_LOG_Z_MAX_UNITS:
-    density = Density(
+    density = Density.for_images(
         lambda prepared, x, keys: (-rbm.gaussian_free_energy(prepared["params"], (_flat(x) - pixel_mean) / pixel_std)
                                    - prepared["log_z"] - log_std_sum),
-        "exact: −F(v) − log Z − Σ log σ_i (Z by enumerating the hidden units)",
-        prepare=lambda params, key: {"params": params, "log_z": rbm.gaussian_log_partition_exact(params)},
-        check=_check_finite)
+        "exact: −F(v) − log Z − Σ log σ_i (Z by enumerating the hidden units; a density of "
+        "dequantized pixels in [0, 1])", "unit", True,
+        lambda params, key: {"params": params, "log_z": rbm.gaussian_log_partition_exact(params)})
 
   return Task(name=f"rbm-{m.visible}-{m.method}{m.k}", init=init, loss_fn=loss_fn, check_data=check_data,
               sample=sample, density=density,

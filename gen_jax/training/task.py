@@ -94,9 +94,10 @@ class Density:
   @classmethod
   def for_images(cls, fn: LogProbFn, method: str, data_range: str, continuous: bool,
                  prepare=lambda params, key: params) -> "Density":
-    """Images given in [0, 1]: `data_range` "binary" (the model's support is {0, 1}) or
-    "symmetric" (model space 2x - 1; a continuous density gains D log 2 per image)."""
-    if data_range not in ("binary", "symmetric"):
+    """Images given in [0, 1] (as experiments.sample writes them): `data_range` "binary" (the
+    model's support is {0, 1}), "unit" (model space = [0, 1]) or "symmetric" (model space
+    2x - 1; a continuous density gains D log 2 per image)."""
+    if data_range not in ("binary", "unit", "symmetric"):
       raise ValueError(f"unknown image data_range {data_range!r}")
 
     def check(x):
@@ -107,7 +108,7 @@ class Density:
       if x.min() < 0 or x.max() > 1:
         raise ValueError(f"images must be in [0, 1], but the input spans [{x.min():.3g}, {x.max():.3g}]")
 
-    if data_range == "binary":
+    if data_range != "symmetric":
       return cls(fn, method, prepare=prepare, check=check)
     log_det = (lambda x: np.full(len(x), np.prod(np.shape(x)[1:]) * np.log(2.0))) if continuous \
         else (lambda x: np.zeros(len(x)))
