@@ -179,14 +179,22 @@ def first_global_batch(config, dataset, sampler: BatchSampler, data_key) -> dict
   return {**batch, "x": np.asarray(x)}
 
 
-def build_state(task: Task, optimizers, first_batch, root_key, mesh):
-  """The initial state created directly in its shardings (FSDP slices, per-example carry
-  along the batch axes); returns (state, shardings)."""
-  make = lambda b: initial_state(task, optimizers, b, root_key)
-  abstract = jax.eval_shape(make, first_batch)
+def state_layout(task: Task, optimizers, first_batch, root_key, mesh):
+  """The initial state's shapes, dtypes and shardings (FSDP slices, per-example carry along
+  the batch axes), without computing it: (abstract state, shardings)."""
+  abstract = jax.eval_shape(lambda b: initial_state(task, optimizers, b, root_key), first_batch)
   per_example = [("carry", name) for name in task.per_example_carry]
   shardings = sharding_lib.state_shardings(mesh, abstract, per_example)
+  placed = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, shardings)
+  return placed, shardings
+
+
+def build_state(task: Task, optimizers, first_batch, root_key, mesh):
+  """The initial state created directly in its shardings; returns (state, shardings)."""
+  _, shardings = state_layout(task, optimizers, first_batch, root_key, mesh)
   batch = {k: _replicate(np.asarray(v), mesh) for k, v in first_batch.items()}
+  make = lambda b: initial_state(task, optimizers, b, root_key)
   return jax.jit(make, out_shardings=shardings)(batch), shardings
 
 
@@ -222,7 +230,6 @@ class Run:
   writer: MetricWriter
   lock: workdir_lib.WorkdirLock
   advance: Callable
-  start: int
   keys: Mapping[str, jax.Array]
   last_saved: Optional[int] = None
   terms: dict = dataclasses.field(default_factory=dict)
@@ -271,15 +278,14 @@ def setup(task: Task, config, workdir: str, dataset=None) -> Run:
   try:
     store = workdir_lib.CheckpointStore(workdir, int(config.train.checkpoint_every),
                                         int(config.train.keep_checkpoints))
-    start = store.restore_latest(checkpointed(state), warn=print)
-    if start is not None:
-      restored, start = start
+    found = store.restore_latest(checkpointed(state), warn=print)
+    start = 0
+    if found is not None:
+      restored, start = found
       state = {**state, **restored}
       message = f"resuming from step {start}"
       print(message, flush=True)
       logging.info(message)
-    else:
-      start = 0
     if is_main_process():
       workdir_lib.truncate_metrics(workdir, start)  # rows past the restored step are superseded
   except BaseException:
@@ -290,7 +296,7 @@ def setup(task: Task, config, workdir: str, dataset=None) -> Run:
   advance = make_step_runner(step_fn, mesh, shardings, sampler, dataset.train)
   writer = MetricWriter(workdir, enabled=is_main_process())
   return Run(task, config, workdir, dataset, mesh, sampler, schedules, state, shardings, store,
-             writer, lock, advance, start, keys, last_saved=start if start else None)
+             writer, lock, advance, keys, last_saved=start if found else None)
 
 
 class SignalFlag:
@@ -485,7 +491,7 @@ def restore_params(task: Task, config, workdir: str, dataset, which: str = "ema_
   root_key = jax.random.key(int(config.seed))
   first = first_global_batch(config, dataset, sampler, jax.random.fold_in(root_key, DATA_STREAM))
   optimizers, _ = make_optimizers(config.optim, task.groups, int(config.train.num_steps))
-  like, _ = build_state(task, optimizers, first, root_key, mesh)
+  like, _ = state_layout(task, optimizers, first, root_key, mesh)
   try:
     found = store.restore_latest(checkpointed(like), warn=print, move_aside=False)
   finally:
