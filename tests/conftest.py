@@ -1,4 +1,4 @@
-"""Test setup (before jax is imported): 8 emulated CPU devices, a TFDS data dir per
+"""Test setup (before jax is imported): 4 emulated CPU devices, a TFDS data dir per
 pytest-xdist worker, and one compilation cache for the session."""
 
 import atexit
@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=8").strip()
+                           + " --xla_force_host_platform_device_count=4").strip()
 # One TFDS data dir per pytest-xdist worker, so that two workers never prepare the same dataset
 # (or write the same reference-feature cache) at once.
 _data_root = os.environ.get("TFDS_DATA_DIR", os.path.join(tempfile.gettempdir(), "gen_jax_test_tfds"))
@@ -22,7 +22,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gen_jax_test_xla_cache_")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# Every program, however small: the launcher subprocesses (faults, pods) would otherwise
+# recompile each small eager op of the same run again.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402  (after XLA_FLAGS)
 

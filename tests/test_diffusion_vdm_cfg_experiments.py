@@ -12,9 +12,14 @@ from gen_jax.data import load_dataset
 from gen_jax.tasks import diffusion
 from tests.helpers import FEW_STEPS, with_overrides
 
+# What these tests check (the learned schedule, label dropout and guidance) does not depend on
+# the U-Net's depth: a one-level U-Net (no down/up-sampling, attention only in the middle)
+# compiles faster. The two-level smoke U-Net runs in test_diffusion_experiments.
+ONE_LEVEL_UNET = {"model.channel_mults": (1,), "model.attention_resolutions": ()}
+
 
 def test_vdm_smoke_keeps_a_monotone_schedule_with_fixed_end_points(tmp_path, data_dir):
-  config = with_overrides(vdm_digits.get_config("smoke"), **FEW_STEPS)
+  config = with_overrides(vdm_digits.get_config("smoke"), **FEW_STEPS, **ONE_LEVEL_UNET)
   result = diffusion.train_and_evaluate(config, str(tmp_path))
   m = result.eval_metrics
   np.testing.assert_allclose(m["nelbo"], m["prior_kl"] + m["recon_nll"] + m["diffusion"], rtol=1e-5)
@@ -35,7 +40,7 @@ def test_vdm_smoke_keeps_a_monotone_schedule_with_fixed_end_points(tmp_path, dat
 
 
 def test_class_conditional_smoke_writes_per_class_grids_and_the_guidance_sweep(tmp_path, data_dir):
-  config = with_overrides(cfg_digits.get_config("smoke"), **FEW_STEPS)
+  config = with_overrides(cfg_digits.get_config("smoke"), **FEW_STEPS, **ONE_LEVEL_UNET)
   diffusion.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / "samples" / "final_samples_by_class.png").exists()
   sweep = diffusion_sweep.run_sweep(str(tmp_path), "guidance", [0, 3], num_samples=40)

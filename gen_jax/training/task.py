@@ -76,6 +76,17 @@ class LogProbFn(Protocol):
 # The key of the one optimizer of a task without named groups.
 SINGLE_GROUP = "params"
 
+# Compiler options for programs that run once to make initial parameters. Their compile time
+# is XLA's LLVM passes over one Threefry kernel per parameter array, which the default
+# optimization level spends most on; level 1 compiles them several times faster (README,
+# "Tests") and the integer hash gives the same bits.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def jit_init(fn: Callable, **jit_kwargs) -> Callable:
+  """`jax.jit(fn)` compiled for one call: initial parameters (INIT_COMPILER_OPTIONS)."""
+  return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, **jit_kwargs)
+
 
 @dataclasses.dataclass(frozen=True)
 class Density:

@@ -38,7 +38,7 @@ from gen_jax.data.transforms import check_transform_names
 from gen_jax.keys import DATA_STREAM, EVAL_STREAM, INIT_STREAM, LOSS_STREAM, SAMPLE_STREAM
 from gen_jax.training import plots, sharding as sharding_lib, workdir as workdir_lib
 from gen_jax.training.optim import ema_update, make_optimizers
-from gen_jax.training.task import Task
+from gen_jax.training.task import Task, jit_init
 from gen_jax.training.writers import MetricWriter, read_metrics
 
 SAMPLES_DIR = "samples"
@@ -195,7 +195,7 @@ def build_state(task: Task, optimizers, first_batch, root_key, mesh):
   _, shardings = state_layout(task, optimizers, first_batch, root_key, mesh)
   batch = {k: _replicate(np.asarray(v), mesh) for k, v in first_batch.items()}
   make = lambda b: initial_state(task, optimizers, b, root_key)
-  return jax.jit(make, out_shardings=shardings)(batch), shardings
+  return jit_init(make, out_shardings=shardings)(batch), shardings
 
 
 def _replicate(value: np.ndarray, mesh):

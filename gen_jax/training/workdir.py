@@ -224,6 +224,16 @@ def _leaf_shapes(tree) -> list:
                 if hasattr(x, "shape"))
 
 
+# Each array written whole by its first replica. (Orbax's default on CPU splits a replicated
+# array's write over its replicas, which compiles one slice program per device and shape: a
+# cost on every new model, for no gain on one host's disk.)
+_REGISTRY = ocp.type_handlers.create_type_handler_registry(
+    (jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False)),
+    (np.ndarray, ocp.type_handlers.NumpyHandler()),
+    *((ty, ocp.type_handlers.ScalarHandler()) for ty in (int, float, np.number)),
+    (str, ocp.type_handlers.StringHandler()))
+
+
 class CheckpointStore:
   """Orbax CheckpointManager: atomic saves (a temporary directory renamed when complete)
   every K steps and at the end, keeps N, restores the newest one that reads."""
@@ -232,7 +242,7 @@ class CheckpointStore:
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
     self.manager = ocp.CheckpointManager(
-        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
+        self.directory, item_handlers=ocp.PyTreeCheckpointHandler(type_handler_registry=_REGISTRY),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=1,
                                              create=create, enable_async_checkpointing=False,
                                              cleanup_tmp_directories=create))
@@ -251,7 +261,7 @@ class CheckpointStore:
       return False
     if step not in self.manager.all_steps():
       try:
-        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self.manager.save(step, args=ocp.args.PyTreeSave(state), force=True)
         self.manager.wait_until_finished()
       except OSError as err:
         raise OSError(f"cannot write checkpoint {step} in {self.directory} ({_first_line(err)}): "
@@ -282,7 +292,8 @@ class CheckpointStore:
             "shapes differ from this config's): use a new --workdir, or rerun with the config "
             "that made it")
       try:
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+        return self.manager.restore(step, args=ocp.args.PyTreeRestore(abstract, restore_args)), step
       except Exception as err:  # noqa: BLE001 — orbax raises many types for damaged files
         reason = _first_line(err)
       path = os.path.join(self.directory, str(step))
