@@ -27,7 +27,6 @@ from gen_jax.tasks import registry
 PREPARE_STREAM = 2 ** 31 - 1
 
 
-
 def load_rows(path: str) -> np.ndarray:
   if not os.path.exists(path):
     raise FileNotFoundError(f"--input={path} does not exist")
@@ -69,13 +68,12 @@ def log_prob_run(workdir: str, x: np.ndarray, seed: int = 0, batch_size: int = 1
 
 def main(argv):
   del argv
-  x = load_rows(flags.FLAGS.input)
   f = flags.FLAGS
-  log_p, method = log_prob_run(f.workdir, x, f.seed, f.batch_size, f.params)
-  os.makedirs(os.path.dirname(os.path.abspath(flags.FLAGS.output)), exist_ok=True)
-  np.save(flags.FLAGS.output, log_p)
+  log_p, method = log_prob_run(f.workdir, load_rows(f.input), f.seed, f.batch_size, f.params)
+  os.makedirs(os.path.dirname(os.path.abspath(f.output)), exist_ok=True)
+  np.save(f.output, log_p)
   print(f"log p(x) by {method}: mean {log_p.mean():.4f} nats over {len(log_p)} rows -> "
-        f"{flags.FLAGS.output}", file=sys.stderr)
+        f"{f.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # flags only as a program (tests import the module)

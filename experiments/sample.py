@@ -21,7 +21,6 @@ from gen_jax.metrics.protocol import draw_samples
 from gen_jax.tasks import registry
 
 
-
 def sample_run(workdir: str, num_samples: int, seed: int = 0, batch_size: int = 250,
                which: str = "ema_params") -> np.ndarray:
   run = registry.load_run(workdir, which)

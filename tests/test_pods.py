@@ -1,16 +1,14 @@
 """Pods through the real launcher: 2 processes × 2 devices equal 1 process × 4 devices; FSDP slices the large weights and keeps the losses. (Preemption: tests/test_faults.py.)"""
 
 import os
-import pathlib
 import socket
-import subprocess
-import sys
 
 import chex
 import jax
 import numpy as np
 
 from experiments.configs import vae as vae_config
+from experiments.faults import complete, launcher
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
 from gen_jax.training import restore_params, setup
@@ -19,24 +17,7 @@ from gen_jax.training.workdir import read_config
 from gen_jax.training.writers import read_metrics
 from tests.helpers import with_overrides
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0")
-
-
-def launcher_env(devices: int) -> dict:
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-          "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def start(workdir, *flags, devices=1):
-  return subprocess.Popen([sys.executable, "-m", "experiments.vae", f"--workdir={workdir}", *flags],
-                          cwd=REPO, env=launcher_env(devices), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-
-
-def finish(process, timeout=600):
-  out, err = process.communicate(timeout=timeout)
-  return process.returncode, out, err
 
 
 def losses(workdir):
@@ -59,12 +40,12 @@ def free_port() -> int:
 
 def test_two_hosts_of_two_devices_equal_one_host_of_four(tmp_path):
   address = f"127.0.0.1:{free_port()}"
-  hosts = [start(tmp_path / "hosts", *SMOKE, f"--coordinator_address={address}", "--num_processes=2",
+  hosts = [launcher(tmp_path / "hosts", *SMOKE, f"--coordinator_address={address}", "--num_processes=2",
                  f"--process_id={i}", devices=2) for i in range(2)]
   # Four devices, 4 steps a call: the stacked batches are split over the devices too.
-  four = start(tmp_path / "four", *SMOKE, "--config.train.steps_per_call=4", devices=4)
+  four = launcher(tmp_path / "four", *SMOKE, "--config.train.steps_per_call=4", devices=4)
   for process in hosts + [four]:
-    code, _, err = finish(process)
+    code, _, err = complete(process, timeout=600)
     assert code == 0, err[-3000:]
   # One checkpoint directory and one metrics.jsonl, written once.
   assert sorted(os.listdir(tmp_path / "hosts" / "checkpoints")) == ["20", "40"]

@@ -5,8 +5,6 @@ import hashlib
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import chex
 import dataclasses
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import vae as vae_config
+from experiments.faults import complete, launcher
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
 from gen_jax.data import BatchSampler
@@ -26,8 +25,6 @@ from gen_jax.training.trainer import guarded_step_fn, next_call_length
 from gen_jax.training.workdir import WorkdirMismatchError
 from gen_jax.training.writers import read_metrics
 from tests.helpers import with_overrides
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke_config(**overrides):
@@ -92,13 +89,6 @@ def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits, capsys)
   # metrics.jsonl was appended to, not rewritten.
   steps = [r["step"] for r in map(json.loads, open(tmp_path / "resumed" / "metrics.jsonl")) if "loss" in r]
   assert steps == [10, 20, 30, 40]
-
-
-def launcher(workdir, *flags, devices=1):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "TQDM_DISABLE": "1"}
-  return subprocess.run([sys.executable, "-m", "experiments.vae", f"--workdir={workdir}", *flags],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_calls_end_at_every_event_step():
@@ -212,10 +202,11 @@ def test_model_image_shape_that_does_not_match_the_data_is_refused(tmp_path, dig
 
 
 def test_config_typo_on_the_command_line_is_a_one_line_error(tmp_path):
-  result = launcher(tmp_path, "--config=experiments/configs/vae.py:smoke", "--config.train.num_stpes=5")
-  assert result.returncode == 1
-  assert result.stderr.strip() == ("error: --config.train.num_stpes: config.train has no field "
-                                   "'num_stpes'; did you mean config.train.num_steps?")
+  code, _, err = complete(launcher(tmp_path, "--config=experiments/configs/vae.py:smoke",
+                                    "--config.train.num_stpes=5"), timeout=600)
+  assert code == 1
+  assert err.strip() == ("error: --config.train.num_stpes: config.train has no field "
+                         "'num_stpes'; did you mean config.train.num_steps?")
   assert not any(tmp_path.iterdir())
 
 
