@@ -107,7 +107,7 @@ def run_sweep(workdir: str, sweep: str, values=(), num_samples: int = 1000, seed
 
 
 def _plot(result, field, path):
-  plt = plots._pyplot()
+  plt = plots.pyplot()
   rows = result["rows"]
   fid_name = next(k for k in rows[0] if k.startswith("fid_"))
   fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -47,9 +47,18 @@ class Outcome:
   bytes_lost: int = 0           # bytes of the workdir destroyed (moved aside is not lost)
 
 
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def xla_flags(devices: int) -> str:
+  """This process's XLA_FLAGS (compiler settings carry over) with `devices` emulated CPU devices."""
+  kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(DEVICE_COUNT_FLAG)]
+  return " ".join(kept + [f"{DEVICE_COUNT_FLAG}={devices}"])
+
+
 def launcher(workdir, *flags, family: str = "vae", devices: int = 1):
-  env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  """The launcher of `family` in a subprocess on `devices` emulated CPU devices."""
+  env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "XLA_FLAGS": xla_flags(devices)}
   return subprocess.Popen([sys.executable, "-m", f"experiments.{family}", f"--workdir={workdir}",
                            *flags], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)

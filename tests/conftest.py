@@ -1,13 +1,21 @@
-"""Test setup (before jax is imported): 4 emulated CPU devices, a TFDS data dir per
-pytest-xdist worker, and one compilation cache for the session."""
+"""Test setup (before jax is imported): 4 emulated CPU devices, compiler settings that compile
+fast, a TFDS data dir per pytest-xdist worker, and one compilation cache for the session."""
 
 import atexit
 import os
 import shutil
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=4").strip()
+# XLA's compiler settings for tests: the suite's time is mostly compilation (tiny shapes,
+# thousands of distinct programs, each compiled once), not execution. LLVM's optimization level
+# 1 and XLA's classic (non-MLIR) fusion emitters compile most programs faster. They compute the
+# same functions, rounded differently in the last bits: the 17 :smoke runs agree with the
+# default settings to float32 rounding (README, "Tests", has the measurements). Level 0 is not
+# used: it made a resumed run's single steps round differently from the straight run's scanned
+# steps. Launcher subprocesses inherit these flags (experiments.faults.xla_flags).
+TEST_COMPILER_FLAGS = ("--xla_backend_optimization_level=1", "--xla_cpu_use_fusion_emitters=false")
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *TEST_COMPILER_FLAGS,
+                                    "--xla_force_host_platform_device_count=4"]).strip()
 # One TFDS data dir per pytest-xdist worker, so that two workers never prepare the same dataset
 # (or write the same reference-feature cache) at once.
 _data_root = os.environ.get("TFDS_DATA_DIR", os.path.join(tempfile.gettempdir(), "gen_jax_test_tfds"))

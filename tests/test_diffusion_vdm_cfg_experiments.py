@@ -25,7 +25,7 @@ def test_vdm_smoke_keeps_a_monotone_schedule_with_fixed_end_points(tmp_path, dat
   np.testing.assert_allclose(m["nelbo"], m["prior_kl"] + m["recon_nll"] + m["diffusion"], rtol=1e-5)
   dataset = load_dataset(config.data)
   model = diffusion.build_model(config, dataset)
-  gamma = model.process.gamma_fn(result.state["params"])(jnp.linspace(0.0, 1.0, 501))
+  gamma = jax.jit(model.process.gamma_fn(result.state["params"]))(jnp.linspace(0.0, 1.0, 501))
   np.testing.assert_allclose([gamma[0], gamma[-1]], [config.model.gamma_min, config.model.gamma_max],
                              atol=1e-4)
   assert float(jnp.min(jnp.diff(gamma))) >= -1e-5

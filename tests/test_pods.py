@@ -17,7 +17,8 @@ from gen_jax.training.workdir import read_config
 from gen_jax.training.writers import read_metrics
 from tests.helpers import with_overrides
 
-SMOKE = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0")
+SMOKE = ("--config=experiments/configs/vae.py:smoke", "--config.eval.iwae_samples=0",
+         "--config.train.sample_every=0")
 
 
 def losses(workdir):

@@ -551,8 +551,8 @@ def _image_figures(model, params, prefix, key, final, dataset):
 def _gamma_figure(gamma_fn, path):
   """The learned γ(t) and log-SNR −γ(t) on [0, 1]."""
   t = np.linspace(0.0, 1.0, 201, dtype=np.float32)
-  gamma = np.asarray(gamma_fn(jnp.asarray(t)))
-  plt = plots._pyplot()
+  gamma = np.asarray(jax.jit(gamma_fn)(jnp.asarray(t)))
+  plt = plots.pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.plot(t, gamma, label="learned γ(t)")
   ax.plot(t, gamma[0] + (gamma[-1] - gamma[0]) * t, "--", label="linear, same end points")
@@ -594,7 +594,7 @@ def trajectory_figure(model, params, key, data, path, limit):
   axis = np.linspace(-limit, limit, DRIFT_GRID, dtype=np.float32)
   grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
   drift_fn = jax.jit(lambda x, t: process.drift(eps_fn, x, t))
-  plt = plots._pyplot()
+  plt = plots.pyplot()
   fig, axes = plt.subplots(3, 3, figsize=(10, 10))
   for col, s in enumerate(shown):
     label = {0: "s = 0", T // 2: "s = T/2", T: "s = T"}[s]

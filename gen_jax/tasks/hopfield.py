@@ -56,7 +56,7 @@ def train_and_evaluate(config, workdir: str):
     rows.append(row)
     writer.write(i, row)
   writer.close()
-  plt = plots._pyplot()
+  plt = plots.pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   x = [r["load"] for r in rows]
   ax.errorbar(x, [r["mean_overlap"] for r in rows], yerr=[r["overlap_std"] for r in rows],

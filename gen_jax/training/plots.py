@@ -37,7 +37,8 @@ def save_image_grid(images, path: str, num_columns: int | None = None, scale: in
   return path
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (imported on first use: figures only)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -45,7 +46,7 @@ def _pyplot():
 
 
 def save_scatter(points, path: str, labels=None, title: str = "", limits=None):
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(5, 5))
   points = np.asarray(points)
   sc = ax.scatter(points[:, 0], points[:, 1], c=labels, s=3, cmap="tab10" if labels is not None else None,
@@ -65,7 +66,7 @@ def save_scatter(points, path: str, labels=None, title: str = "", limits=None):
 
 def save_loss_curves(records, path: str, title: str = ""):
   """One panel per logged scalar (loss terms, learning rate, ...) against step."""
-  plt = _pyplot()
+  plt = pyplot()
   names = sorted({k for r in records for k, v in r.items()
                   if k != "step" and isinstance(v, (int, float))})
   if not names:
