@@ -56,10 +56,11 @@ def xla_flags(devices: int) -> str:
   return " ".join(kept + [f"{DEVICE_COUNT_FLAG}={devices}"])
 
 
-def launcher(workdir, *flags, family: str = "vae", devices: int = 1):
-  """The launcher of `family` in a subprocess on `devices` emulated CPU devices."""
+def launcher(workdir, *flags, program: str = "vae", devices: int = 1):
+  """`python -m experiments.<program> --workdir=...` (a family's launcher or a tool such as
+  `sample`) in a subprocess on `devices` emulated CPU devices."""
   env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "XLA_FLAGS": xla_flags(devices)}
-  return subprocess.Popen([sys.executable, "-m", f"experiments.{family}", f"--workdir={workdir}",
+  return subprocess.Popen([sys.executable, "-m", f"experiments.{program}", f"--workdir={workdir}",
                            *flags], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 

@@ -1,8 +1,8 @@
 """experiments.evaluate on a :smoke run, and the real-vs-real floor."""
 
 import json
-import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -61,22 +61,18 @@ def test_evaluate_needs_a_run_directory(tmp_path):
 def test_sample_tool_writes_binary_images_keyed_per_sample(smoke_run, tmp_path):
   """The command line end to end: N samples under the key `samples`, in [0, 1] (binary for a
   Bernoulli VAE); sample i does not depend on how many are drawn at once."""
-  import subprocess
-  import sys
   from experiments import sample
+  from experiments.faults import complete, launcher
   out = tmp_path / "s.npz"
-  result = subprocess.run([sys.executable, "-m", "experiments.sample", f"--workdir={smoke_run}",
-                           "--num_samples=6", f"--output={out}", "--batch_size=4"],
-                          cwd=pathlib.Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
+  code, _, err = complete(launcher(smoke_run, "--num_samples=6", f"--output={out}", "--batch_size=4",
+                                   program="sample", devices=jax.device_count()), timeout=300)
+  assert code == 0, err[-2000:]
   samples = np.load(out)["samples"]
   assert samples.shape == (6, 8, 8, 1) and set(np.unique(samples)) <= {0.0, 1.0}
   np.testing.assert_array_equal(samples, sample.sample_run(str(smoke_run), 6, batch_size=6))
 
 
 def test_log_prob_tool_is_the_iwae_bound_row_by_row(smoke_run):
-  import jax
   from experiments import log_prob
   from gen_jax.autoencoders import vae as vae_math
   from gen_jax.keys import fold_in_indices
