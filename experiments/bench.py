@@ -5,6 +5,7 @@ r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family'
   python -m experiments.bench diffusion --config=experiments/configs/diffusion.py --steps=50
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.bench fsdp_memory \
       --config=experiments/configs/diffusion.py
+  python -m experiments.bench peers [--peer_rounds=7] [--peer_comparisons=mlp_vae,conv_vae]
 
 `vae`: times the jitted, sharded, donated train step on the configured data (after
 compilation and warm-up), with the host input pipeline included.
@@ -14,6 +15,8 @@ the achieved GFLOP/s as a fraction of this machine's measured float32 matmul pea
 `diffusion`: train steps/s of the configured model, then DDIM-50 samples/s of the package's
 compiled sampler against the same sampler as a Python loop over a jitted step.
 `fsdp_memory`: per-device parameter, optimizer and EMA bytes under mesh.fsdp = 1, 2, 4, 8.
+`peers`: train steps against a bare jitted loop and PyTorch, in interleaved rounds
+(`experiments.bench_peers`; needs the `bench` extra).
 All print the machine they ran on.
 """
 
@@ -31,10 +34,11 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import bench_peers
+from experiments.bench_peers import train_step_runner
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders
 from gen_jax.training import trainer
-from gen_jax.training.trainer import next_call_length
 
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps.")
@@ -68,34 +72,8 @@ def machine() -> str:
           f"{devices[0].platform} device(s) ({devices[0].device_kind})")
 
 
-def train_step_runner(make_task, config, warmup: int):
-  """Builds the trainer's jitted, donated step on the configured data (`train.steps_per_call`
-  steps a call, as the trainer runs it), compiles it and runs `warmup` steps; returns
-  run(steps) -> seconds, which times the next `steps` steps of the training stream (host
-  input pipeline included)."""
-  dataset = load_dataset(config.data)
-  run = trainer.setup(make_task(config, dataset), config,
-                      tempfile.mkdtemp(prefix="gen_jax_bench_"), dataset)
-  advance = run.advance
-  steps_per_call = int(config.train.get("steps_per_call", 1))
-  position = 0
-
-  def timed(steps: int) -> float:
-    nonlocal position
-    start, stop = time.perf_counter(), position + steps
-    while position < stop:
-      length = next_call_length(position, stop, steps_per_call, ())
-      run.state, terms = advance(run.state, position, length)
-      position += length
-    jax.block_until_ready(terms)
-    return time.perf_counter() - start
-
-  timed(warmup)
-  return timed
-
-
 def bench_train_step(make_task, config, steps: int, warmup: int):
-  seconds = train_step_runner(make_task, config, warmup)(steps)
+  seconds = train_step_runner(make_task, config, warmup)[0](steps)
   return steps / seconds, steps * int(config.train.batch_size) / seconds
 
 
@@ -143,7 +121,8 @@ def bench_rbm(config):
   epochs, rounds = _EPOCHS.value, _ROUNDS.value
   ours = {"SGD, constant learning rate (scikit-learn's update)": same_update,
           f"the config's update (SGD, momentum {config.optim.b1})": config}
-  runners = {name: train_step_runner(rbm_task.make_task, c, _WARMUP.value) for name, c in ours.items()}
+  runners = {name: train_step_runner(rbm_task.make_task, c, _WARMUP.value, dataset)[0]
+             for name, c in ours.items()}
   for run in runners.values():
     run(epochs * steps_per_epoch)  # compiles every call length a round uses
   images = dataset.train.arrays["x"].reshape(len(dataset.train), -1) / 255.0
@@ -268,8 +247,14 @@ def bench_fsdp_memory(config):
     fsdp *= 2
 
 
+def bench_peer_comparisons(config):
+  """gen_jax's train steps against a bare jitted loop and PyTorch (experiments.bench_peers)."""
+  del config  # each comparison builds its own
+  bench_peers.run_peers()
+
+
 BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm, "diffusion": bench_diffusion,
-              "fsdp_memory": bench_fsdp_memory}
+              "fsdp_memory": bench_fsdp_memory, "peers": bench_peer_comparisons}
 
 
 def main(argv):

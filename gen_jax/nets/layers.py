@@ -6,7 +6,9 @@ import math
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = {
     "relu": nn.relu,
@@ -65,25 +67,82 @@ class MLPDecoder(nn.Module):
     return out.reshape((z.shape[0], *self.output_shape))
 
 
+# SUBPIXEL_TAPS[phase, tap, r]: the 3-tap kernel row r that output phase `phase` (even or odd
+# output row 2i + phase) applies to input row i - 1 + tap. A stride-2 "SAME" transposed
+# convolution is y[2i] = k[0] x[i-1] + k[2] x[i] and y[2i+1] = k[1] x[i] along each axis.
+SUBPIXEL_TAPS = np.array([[[1, 0, 0], [0, 0, 1]], [[0, 0, 0], [0, 1, 0]]], np.float32)
+
+
+def subpixel_kernel(kernel):
+  """(3, 3, C_in, C_out) transposed-convolution kernel -> (2, 2, C_in, 4 C_out) kernel of the
+  equivalent stride-1 convolution whose output channels are the 2x2 output phases (p, q, c):
+  K'[a, b, i, (p, q, o)] = Σ_rs S[p, a, r] S[q, b, s] K[r, s, i, o]."""
+  taps = jnp.asarray(SUBPIXEL_TAPS, kernel.dtype)
+  merged = jnp.einsum("par,qbs,rsio->abipqo", taps, taps, kernel)
+  return merged.reshape(2, 2, kernel.shape[2], 4 * kernel.shape[3])
+
+
+def depth_to_space(x, block: int = 2):
+  """(B, H, W, block·block·C) with channels ordered (p, q, c) -> (B, block·H, block·W, C)."""
+  b, height, width, channels = x.shape
+  c = channels // block**2
+  x = x.reshape(b, height, width, block, block, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, block * height, block * width, c)
+
+
+class SubpixelConvTranspose(nn.Module):
+  """`nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME")` computed as a sub-pixel
+  convolution: pad one row and column before, a 2x2 stride-1 convolution to 4·features
+  channels (`subpixel_kernel`), then depth-to-space. Same function, same parameters (`kernel`
+  (3, 3, C_in, features), `bias`) and initialisation; XLA's CPU backend computes its kernel
+  gradient as an ordinary convolution instead of a dilated one, several times faster."""
+  features: int
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    y = jax.lax.conv_general_dilated(x, subpixel_kernel(kernel).astype(x.dtype), (1, 1),
+                                     ((1, 0), (1, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return depth_to_space(y) + bias
+
+
+# How a decoder doubles its resolution; both compute the same function with the same
+# parameters (`SubpixelConvTranspose`), "subpixel" several times faster on XLA's CPU backend.
+UPSAMPLERS = {
+    "subpixel": lambda features, name: SubpixelConvTranspose(features, name=name),
+    "transposed": lambda features, name: nn.ConvTranspose(features, (3, 3), strides=(2, 2),
+                                                          padding="SAME", name=name),
+}
+
+
 class ConvDecoder(nn.Module):
   """z -> Dense -> feature map at 1/2^n resolution -> n stride-2 transposed convs -> 3x3 conv.
+
+  `upsample` picks how the transposed convolutions are computed (`UPSAMPLERS`); either way
+  they are named as `nn.ConvTranspose` names them, so the parameter tree is the same.
 
   `output_shape` is (H, W, C, P): P numbers per pixel channel for the likelihood.
   """
   channels: Sequence[int]
   output_shape: Sequence[int]
   activation: str = "relu"
+  upsample: str = "subpixel"
 
   @nn.compact
   def __call__(self, z):
     act = activation_fn(self.activation)
+    if self.upsample not in UPSAMPLERS:
+      raise ValueError(f"unknown upsample {self.upsample!r}; choose one of {sorted(UPSAMPLERS)}")
     height, width, num_channels, num_params = self.output_shape
     factor = 2 ** len(self.channels)
     h0, w0 = -(-height // factor), -(-width // factor)
     widths = list(reversed(self.channels))
     x = act(nn.Dense(h0 * w0 * widths[0])(z)).reshape(z.shape[0], h0, w0, widths[0])
-    for w in widths:
-      x = act(nn.ConvTranspose(w, (3, 3), strides=(2, 2), padding="SAME")(x))
+    for i, w in enumerate(widths):
+      x = act(UPSAMPLERS[self.upsample](w, f"ConvTranspose_{i}")(x))
     x = nn.Conv(num_channels * num_params, (3, 3), padding="SAME")(x)[:, :height, :width]
     return x.reshape((z.shape[0], height, width, num_channels, num_params))
 

@@ -180,7 +180,7 @@ def loss_step(loss_fn: LossFn, carries: bool = False) -> MakeStep:
       updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
       params = optax.apply_updates(state["params"], updates)
       return ({"params": params, "opt_state": opt_state, "carry": carry},
-              {**terms, "loss": loss, "grad_norm": optax.global_norm(grads)})
+              {**terms, "loss": loss, "grad_norm": optax.tree.norm(grads)})
 
     return step
 
