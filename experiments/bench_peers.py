@@ -251,13 +251,11 @@ def torch_batches(images: np.ndarray, batch_size: int, channels_first: bool):
 # ---------------------------------------------------------------- comparisons
 
 
-def mlp_vae(steps: int, rounds: int, data_dir: str | None):
+def mlp_vae(steps: int, rounds: int):
   import torch
   config = vae_config.get_config("mnist5k")
   with config.unlocked():
     config.train.progress_bar = False
-    if data_dir:
-      config.data.data_dir = data_dir
   dataset = load_dataset(config.data)
   images = dataset.train.arrays["x"].astype(np.float32) / 255.0
   torch.manual_seed(0)
@@ -266,7 +264,7 @@ def mlp_vae(steps: int, rounds: int, data_dir: str | None):
   sides = [trainer_side("gen_jax trainer step", config, dataset),
            bare_flax_side(config, images),
            torch_side("PyTorch", model, loss,
-                      torch_batches(images.reshape(len(images), -1), 100, False),
+                      torch_batches(images.reshape(len(images), -1), int(config.train.batch_size), False),
                       config.optim.learning_rate)]
   seconds = interleaved_rounds(sides, steps, rounds)
   return report(f"MLP VAE on {config.data.name}, batch {config.train.batch_size}, {steps} steps "
@@ -289,7 +287,7 @@ def photo_crops_folder(directory: str) -> str:
   return directory
 
 
-def conv_vae(steps: int, rounds: int, data_dir: str | None):
+def conv_vae(steps: int, rounds: int):
   import torch
   config = vae_config.get_config()
   work = tempfile.mkdtemp(prefix="gen_jax_bench_photos_")
@@ -298,7 +296,7 @@ def conv_vae(steps: int, rounds: int, data_dir: str | None):
     config.data.name = "image_folder"
     config.data.path = photo_crops_folder(work)
     config.data.image_size = 32
-    config.data.data_dir = data_dir or os.path.join(work, "tfds")
+    config.data.data_dir = os.path.join(work, "tfds")
     config.data.transforms = ("uniform_dequantize", "scale_to_symmetric")
     config.model.network = "conv"
     config.model.sizes = (32, 64)
@@ -308,7 +306,7 @@ def conv_vae(steps: int, rounds: int, data_dir: str | None):
   torch.manual_seed(0)
   model, loss = torch_conv_vae(tuple(config.model.sizes), int(config.model.latent_dim), images.shape[1:])
   sides = [trainer_side("gen_jax trainer step", config, dataset),
-           torch_side("PyTorch", model, loss, torch_batches(images, 100, True),
+           torch_side("PyTorch", model, loss, torch_batches(images, int(config.train.batch_size), True),
                       config.optim.learning_rate)]
   seconds = interleaved_rounds(sides, steps, rounds)
   return report(f"conv VAE 32x32x3 on {len(images)} photograph crops, batch "
@@ -319,7 +317,7 @@ def conv_vae(steps: int, rounds: int, data_dir: str | None):
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5)}
 
 
-def run_peers(data_dir: str | None = None):
+def run_peers():
   import torch
   torch.set_num_threads(_TORCH_THREADS.value)
   print(f"torch {torch.__version__} at {torch.get_num_threads()} threads")
@@ -330,7 +328,7 @@ def run_peers(data_dir: str | None = None):
   rows = []
   for name in names:
     fn, steps = COMPARISONS[name]
-    rows += [(name, *row) for row in fn(steps, _ROUNDS.value, data_dir)]
+    rows += [(name, *row) for row in fn(steps, _ROUNDS.value)]
   print("\n| comparison | ratio | median | range |\n|---|---|---|---|")
   for name, label, median, low, high in rows:
     print(f"| {name} | {label} | {median:.2f} | {low:.2f}-{high:.2f} |")
