@@ -10,6 +10,9 @@ Comparisons (each side trains the same architecture, with the same parameter cou
   README's picture-folder command) on crops of the photographs scikit-learn ships, with a
   Gaussian decoder (that command's discretized Gaussian needs log Φ differences that torch
   has no function for): gen_jax's trainer step and PyTorch.
+- `unet`: the DDPM U-Net of the default diffusion config (283,249 parameters, ε target,
+  L_simple, batch 32) on mnist5k: gen_jax's trainer step and the same U-Net written layer for
+  layer in PyTorch (`torch_unet`).
 
 Method: interleaved rounds (the order of the sides reversed every other round), a settle pause
 before each timing (worker threads of the side before go idle), torch at `--torch_threads`
@@ -19,6 +22,7 @@ threads; medians over rounds, with the range of the per-round speed ratios in br
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -30,11 +34,13 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments.configs import vae as vae_config
+from experiments.configs import diffusion as diffusion_config, vae as vae_config
 from gen_jax import nets
 from gen_jax.autoencoders import vae as vae_math
+from gen_jax.diffusion import gaussian
+from gen_jax.nets import diffusion as diffusion_nets
 from gen_jax.data import load_dataset
-from gen_jax.tasks import autoencoders
+from gen_jax.tasks import autoencoders, diffusion as diffusion_task
 from gen_jax.training import trainer
 from gen_jax.training.trainer import next_call_length
 
@@ -46,6 +52,8 @@ SETTLE_SECONDS = 0.5
 WARMUP_STEPS = 5
 # Crops cut from each photograph for the 32x32x3 data (side in pixels before the resize).
 CROPS_PER_PHOTO, CROP_SIDE = 400, 96
+# flax.linen.GroupNorm's default epsilon (torch's is 1e-5).
+GROUP_NORM_EPS = 1e-6
 
 
 @dataclasses.dataclass
@@ -116,8 +124,8 @@ def train_step_runner(make_task, config, warmup: int, dataset=None):
   return timed, run
 
 
-def trainer_side(name: str, config, dataset) -> Side:
-  runner, run = train_step_runner(autoencoders.make_task, config, 0, dataset)
+def trainer_side(name: str, config, dataset, make_task) -> Side:
+  runner, run = train_step_runner(make_task, config, 0, dataset)
   return Side(name, count(run.state["params"]), runner)
 
 
@@ -240,6 +248,120 @@ def torch_conv_vae(channels, latent_dim: int, image_shape):
   return model, loss
 
 
+def torch_unet(image_shape, channels: int, channel_mults, num_res_blocks: int,
+                attention_resolutions, num_heads: int):
+  """`gen_jax.nets.UNet` layer for layer in torch (NCHW): the same blocks, widths, GroupNorm
+  groups and epsilon, attention resolutions and skip connections, so the same parameter count
+  (printed). Stride-2 convolutions pad both sides by one where Flax's "SAME" pads one side:
+  the same shapes and cost."""
+  import torch
+  from torch import nn
+  functional = torch.nn.functional
+
+  def norm(c):
+    return nn.GroupNorm(math.gcd(diffusion_nets.GROUPS, c), c, eps=GROUP_NORM_EPS)
+
+  class ResBlock(nn.Module):
+    def __init__(self, c_in, c_out, emb_dim):
+      super().__init__()
+      self.norm1, self.conv1 = norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+      self.emb = nn.Linear(emb_dim, c_out)
+      self.norm2, self.conv2 = norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+      self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):
+      h = self.conv1(functional.silu(self.norm1(x)))
+      h = h + self.emb(functional.silu(emb))[:, :, None, None]
+      h = self.conv2(functional.silu(self.norm2(h)))
+      return self.skip(x) + h
+
+  class Attention(nn.Module):
+    def __init__(self, c):
+      super().__init__()
+      self.norm, self.attn = norm(c), nn.MultiheadAttention(c, num_heads, batch_first=True)
+
+    def forward(self, x):
+      b, c, height, width = x.shape
+      h = self.norm(x).flatten(2).transpose(1, 2)
+      h = self.attn(h, h, h, need_weights=False)[0]
+      return x + h.transpose(1, 2).reshape(b, c, height, width)
+
+  class Stage(nn.Module):  # a residual block, then attention at the listed resolutions
+    def __init__(self, c_in, c_out, emb_dim, size):
+      super().__init__()
+      self.block = ResBlock(c_in, c_out, emb_dim)
+      self.attn = Attention(c_out) if size in attention_resolutions else nn.Identity()
+
+    def forward(self, x, emb):
+      return self.attn(self.block(x, emb))
+
+  class UNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      size, _, c_image = image_shape
+      dim, c = 4 * channels, channels
+      self.dim = dim
+      self.emb1, self.emb2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+      self.conv_in = nn.Conv2d(c_image, c, 3, padding=1)
+      self.down, widths = nn.ModuleList(), [c]
+      for level, mult in enumerate(channel_mults):
+        for _ in range(num_res_blocks):
+          self.down.append(Stage(c, mult * channels, dim, size))
+          c = mult * channels
+          widths.append(c)
+        if level != len(channel_mults) - 1:
+          self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+          widths.append(c)
+          size //= 2
+      self.mid1, self.mid_attn, self.mid2 = ResBlock(c, c, dim), Attention(c), ResBlock(c, c, dim)
+      self.up = nn.ModuleList()
+      for level, mult in reversed(list(enumerate(channel_mults))):
+        for _ in range(num_res_blocks + 1):
+          self.up.append(Stage(c + widths.pop(), mult * channels, dim, size))
+          c = mult * channels
+        if level != 0:
+          self.up.append(nn.Conv2d(c, c, 3, padding=1))  # after a nearest 2x upsampling
+          size *= 2
+      self.norm_out, self.conv_out = norm(c), nn.Conv2d(c, c_image, 3, padding=1)
+
+    def forward(self, x, time):
+      half = self.dim // 2
+      freqs = torch.exp(-math.log(diffusion_nets.MAX_PERIOD) * torch.arange(half) / half)
+      args = time[:, None] * freqs[None]
+      emb = self.emb2(functional.silu(self.emb1(torch.cat([torch.sin(args), torch.cos(args)], -1))))
+      h = self.conv_in(x)
+      skips = [h]
+      for module in self.down:
+        h = module(h) if isinstance(module, nn.Conv2d) else module(h, emb)
+        skips.append(h)
+      h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+      for module in self.up:
+        if isinstance(module, nn.Conv2d):
+          h = module(functional.interpolate(h, scale_factor=2, mode="nearest"))
+        else:
+          h = module(torch.cat([h, skips.pop()], 1), emb)
+      return self.conv_out(functional.silu(self.norm_out(h)))
+
+  return UNet()
+
+
+def torch_ddpm_loss(betas: np.ndarray):
+  """L_simple of the ε target (Ho et al. 2020): E ||ε − ε_θ(x_t, t)||², per pixel, with
+  x_t = √ᾱ_t x + √(1 − ᾱ_t) ε and t uniform on 0..T-1."""
+  import torch
+  num_timesteps = len(betas)
+  alpha_bars = torch.cumprod(1.0 - torch.tensor(np.asarray(betas), dtype=torch.float32), 0)
+
+  def loss(model, x):
+    t = torch.randint(0, num_timesteps, (x.shape[0],))
+    noise = torch.randn_like(x)
+    a = alpha_bars[t][:, None, None, None]
+    x_t = torch.sqrt(a) * (2.0 * x - 1.0) + torch.sqrt(1.0 - a) * noise
+    return ((model(x_t, t.float()) - noise) ** 2).mean()
+
+  return loss
+
+
 def torch_batches(images: np.ndarray, batch_size: int, channels_first: bool):
   import torch
   x = images[: len(images) // batch_size * batch_size].astype(np.float32)
@@ -261,7 +383,7 @@ def mlp_vae(steps: int, rounds: int):
   torch.manual_seed(0)
   model, loss = torch_mlp_vae(tuple(config.model.sizes), int(config.model.latent_dim),
                               int(np.prod(images.shape[1:])))
-  sides = [trainer_side("gen_jax trainer step", config, dataset),
+  sides = [trainer_side("gen_jax trainer step", config, dataset, autoencoders.make_task),
            bare_flax_side(config, images),
            torch_side("PyTorch", model, loss,
                       torch_batches(images.reshape(len(images), -1), int(config.train.batch_size), False),
@@ -270,6 +392,18 @@ def mlp_vae(steps: int, rounds: int):
   return report(f"MLP VAE on {config.data.name}, batch {config.train.batch_size}, {steps} steps "
                 f"a timing, {rounds} rounds", sides, seconds,
                 [(sides[0].name, sides[1].name), (sides[0].name, "PyTorch"), (sides[1].name, "PyTorch")])
+
+
+def trainer_against_torch(title: str, config, dataset, make_task, model, loss, images: np.ndarray,
+                          steps: int, rounds: int):
+  """gen_jax's trainer step against a torch model and loss on the same images (NHWC in [0, 1];
+  torch gets them NCHW) at the config's batch size and learning rate."""
+  sides = [trainer_side("gen_jax trainer step", config, dataset, make_task),
+           torch_side("PyTorch", model, loss, torch_batches(images, int(config.train.batch_size), True),
+                      config.optim.learning_rate)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"{title}, batch {config.train.batch_size}, {steps} steps a timing, {rounds} rounds",
+                sides, seconds, [(sides[0].name, "PyTorch")])
 
 
 def photo_crops_folder(directory: str) -> str:
@@ -305,16 +439,27 @@ def conv_vae(steps: int, rounds: int):
   images = dataset.train.arrays["x"].astype(np.float32) / 255.0
   torch.manual_seed(0)
   model, loss = torch_conv_vae(tuple(config.model.sizes), int(config.model.latent_dim), images.shape[1:])
-  sides = [trainer_side("gen_jax trainer step", config, dataset),
-           torch_side("PyTorch", model, loss, torch_batches(images, int(config.train.batch_size), True),
-                      config.optim.learning_rate)]
-  seconds = interleaved_rounds(sides, steps, rounds)
-  return report(f"conv VAE 32x32x3 on {len(images)} photograph crops, batch "
-                f"{config.train.batch_size}, {steps} steps a timing, {rounds} rounds",
-                sides, seconds, [(sides[0].name, "PyTorch")])
+  return trainer_against_torch(f"conv VAE 32x32x3 on {len(images)} photograph crops", config,
+                               dataset, autoencoders.make_task, model, loss, images, steps, rounds)
 
 
-COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5)}
+def unet(steps: int, rounds: int):
+  import torch
+  config = diffusion_config.get_config()
+  with config.unlocked():
+    config.train.progress_bar = False
+  dataset = load_dataset(config.data)
+  images = dataset.train.arrays["x"].astype(np.float32) / 255.0
+  m = config.model
+  torch.manual_seed(0)
+  model = torch_unet(images.shape[1:], int(m.channels), tuple(m.channel_mults), int(m.num_res_blocks),
+                     tuple(m.attention_resolutions), int(m.num_heads))
+  loss = torch_ddpm_loss(np.asarray(gaussian.linear_betas(int(m.num_timesteps))))
+  return trainer_against_torch(f"DDPM U-Net on {config.data.name} (eps target, L_simple)", config,
+                               dataset, diffusion_task.make_task, model, loss, images, steps, rounds)
+
+
+COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10)}
 
 
 def run_peers():

@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from gen_jax.data.transforms import apply_transforms
+from gen_jax.data.transforms import transform_batch
 from gen_jax.keys import split_data_key
 
 EVAL_SPLIT_BATCH = 500
@@ -88,9 +88,8 @@ def eval_batches(source, batch_size: int, limit: int | None = None):
 def evaluation_split(dataset, split: str, transforms, seed: int, flatten: bool = False):
   """A whole split after the evaluation transforms, keyed by split_data_key(seed, split): for
   "train" exactly the draws training saw (e.g. its static binarization)."""
-  import jax
-  transform = jax.jit(lambda b: apply_transforms(tuple(transforms), b, split_data_key(seed, split),
-                                                 training=False))
+  key = split_data_key(seed, split)
+  transform = lambda b: transform_batch(tuple(transforms), b, key, False)
   parts = []
   for batch in eval_batches(getattr(dataset, split), EVAL_SPLIT_BATCH):
     mask = batch.pop("mask")

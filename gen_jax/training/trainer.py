@@ -34,7 +34,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from gen_jax.data import BatchSampler, apply_transforms, load_dataset
-from gen_jax.data.transforms import check_transform_names
+from gen_jax.data.transforms import check_transform_names, transform_batch
 from gen_jax.keys import DATA_STREAM, EVAL_STREAM, INIT_STREAM, LOSS_STREAM, SAMPLE_STREAM
 from gen_jax.training import plots, sharding as sharding_lib, workdir as workdir_lib
 from gen_jax.training.optim import ema_update, make_optimizers
@@ -81,8 +81,12 @@ def guard_names(terms: Mapping, carry) -> list[str]:
 
 def guarded_step_fn(task: Task, optimizers, transform_names, data_key, loss_key, ema_decay: float):
   """The pure trainer step: transforms, the family's step, EMA and the non-finite guard.
-  (state, global batch) -> (state, metrics). After a step with a non-finite metric or carry
-  the state freezes at its last good value and records the step and the name."""
+  (state, global batch) -> (state, metrics). The guard records the first step with a
+  non-finite metric or carry leaf and the leaf's position in `guard_names`
+  (nonfinite_step, nonfinite_term); it does not hold the state back (a select or a branch
+  over the whole state costs a pass over every buffer each step). The host reads the record
+  before it logs, saves, samples or evaluates (`_raise_if_nonfinite`) and stops there, so no
+  state after a bad step is written: the last checkpoint is the last good one."""
   family_step = task.step_maker()(optimizers)
 
   def train_step(state, batch):
@@ -91,20 +95,16 @@ def guarded_step_fn(task: Task, optimizers, transform_names, data_key, loss_key,
     inner, terms = family_step(inner, batch, loss_key)
     checked = [terms[n] for n in sorted(terms)] + jax.tree.leaves(inner["carry"])
     finite = jnp.stack([jnp.all(jnp.isfinite(v)) for v in checked])
-    healthy = state["nonfinite_term"] == NO_TERM
-    ok = healthy & jnp.all(finite)
-    updated = {**inner, "ema_params": ema_update(state["ema_params"], task.ema_of(inner["params"]),
-                                                 state["step"], ema_decay)}
-    kept = {name: state[name] for name in updated}
-    # One branch, not an elementwise select over the whole state.
-    new_state = jax.lax.cond(ok, lambda: updated, lambda: kept)
-    bad = healthy & ~jnp.all(finite)
-    new_state.update({
+    bad = (state["nonfinite_term"] == NO_TERM) & ~jnp.all(finite)
+    new_state = {
+        **inner,
+        "ema_params": ema_update(state["ema_params"], task.ema_of(inner["params"]), state["step"],
+                                 ema_decay),
         "step": state["step"] + 1,
         "rng": state["rng"],
         "nonfinite_term": jnp.where(bad, jnp.argmin(finite), state["nonfinite_term"]).astype(jnp.int32),
         "nonfinite_step": jnp.where(bad, state["step"], state["nonfinite_step"]).astype(jnp.int32),
-    })
+    }
     return new_state, terms
 
   return train_step
@@ -175,14 +175,17 @@ def initial_state(task: Task, optimizers, first_batch, root_key):
 def first_global_batch(config, dataset, sampler: BatchSampler, data_key) -> dict:
   """Global batch 0 after the training transforms, on the host (the same on every host)."""
   batch = sampler.global_batch(dataset.train, 0)
-  x = jax.jit(lambda b: apply_transforms(tuple(config.data.transforms), b, data_key, training=True))(batch)
+  x = transform_batch(tuple(config.data.transforms), batch, data_key, training=True)
   return {**batch, "x": np.asarray(x)}
 
 
-def state_layout(task: Task, optimizers, first_batch, root_key, mesh):
+def state_layout(task: Task, optimizers, first_batch, root_key, mesh, make=None):
   """The initial state's shapes, dtypes and shardings (FSDP slices, per-example carry along
-  the batch axes), without computing it: (abstract state, shardings)."""
-  abstract = jax.eval_shape(lambda b: initial_state(task, optimizers, b, root_key), first_batch)
+  the batch axes), without computing it: (abstract state, shardings). `make` (first batch ->
+  state; by default `initial_state`'s) is traced here; pass the same function object to
+  `jit_init` and it is not traced again."""
+  make = make or (lambda b: initial_state(task, optimizers, b, root_key))
+  abstract = jax.eval_shape(make, first_batch)
   per_example = [("carry", name) for name in task.per_example_carry]
   shardings = sharding_lib.state_shardings(mesh, abstract, per_example)
   placed = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -192,9 +195,9 @@ def state_layout(task: Task, optimizers, first_batch, root_key, mesh):
 
 def build_state(task: Task, optimizers, first_batch, root_key, mesh):
   """The initial state created directly in its shardings; returns (state, shardings)."""
-  _, shardings = state_layout(task, optimizers, first_batch, root_key, mesh)
-  batch = {k: _replicate(np.asarray(v), mesh) for k, v in first_batch.items()}
   make = lambda b: initial_state(task, optimizers, b, root_key)
+  batch = {k: _replicate(np.asarray(v), mesh) for k, v in first_batch.items()}
+  _, shardings = state_layout(task, optimizers, batch, root_key, mesh, make)
   return jit_init(make, out_shardings=shardings)(batch), shardings
 
 
@@ -402,9 +405,11 @@ def loop(run: Run, stop_after_step: int | None = None) -> Run:
         if done % checkpoint_every == 0 or done == end:
           _save(run, done, force=done == end)
         if task.write_figures and sample_every and done % sample_every == 0 and done != num_steps:
+          _raise_if_nonfinite(run)
           _on_main(run, lambda p: task.write_figures(
               p, run.dataset, os.path.join(samples_dir, f"step_{done:07d}"), run.keys["sample"], False))
         if task.evaluate and eval_every and done % eval_every == 0 and done != num_steps:
+          _raise_if_nonfinite(run)
           metrics = _on_main(run, lambda p: task.evaluate(p, run.dataset, run.keys["eval"], False))
           run.writer.write(done, {f"test/{k}": v for k, v in (metrics or {}).items()})
         step = done
