@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gen_jax.nets.layers import activation_fn
+from gen_jax.nets.layers import GroupNorm, activation_fn
 
 MAX_PERIOD = 10_000.0  # longest wavelength of the sinusoidal embedding (Vaswani et al. 2017)
 GROUPS = 8  # GroupNorm groups (fewer when a width is not divisible)
@@ -66,9 +66,9 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, emb):
-    h = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(_groups(x.shape[-1]))(x)))
+    h = nn.Conv(self.channels, (3, 3))(nn.silu(GroupNorm(_groups(x.shape[-1]))(x)))
     h = h + nn.Dense(self.channels)(nn.silu(emb))[:, None, None, :]
-    h = nn.silu(nn.GroupNorm(_groups(self.channels))(h))
+    h = nn.silu(GroupNorm(_groups(self.channels))(h))
     h = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
     if x.shape[-1] != self.channels:
       x = nn.Conv(self.channels, (1, 1))(x)
@@ -82,7 +82,7 @@ class AttentionBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, height, width, c = x.shape
-    h = nn.GroupNorm(_groups(c))(x).reshape(b, height * width, c)
+    h = GroupNorm(_groups(c))(x).reshape(b, height * width, c)
     h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=c, out_features=c,
                                         out_kernel_init=nn.initializers.zeros)(h, h)
     return x + h.reshape(b, height, width, c)
@@ -132,7 +132,7 @@ class UNet(nn.Module):
         b, height, width, c = h.shape
         h = jax.image.resize(h, (b, 2 * height, 2 * width, c), "nearest")
         h = nn.Conv(c, (3, 3))(h)
-    h = nn.silu(nn.GroupNorm(_groups(h.shape[-1]))(h))
+    h = nn.silu(GroupNorm(_groups(h.shape[-1]))(h))
     return nn.Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros)(h)
 
 
