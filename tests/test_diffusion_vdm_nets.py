@@ -11,6 +11,7 @@ import pytest
 
 from gen_jax.diffusion import vdm
 from gen_jax.nets import diffusion as nets, layers
+from tests.helpers import adam_losses
 
 GAMMA_MIN, GAMMA_MAX = -13.3, 5.0
 
@@ -150,7 +151,6 @@ def test_group_norm_is_flax_group_norm():
   same losses over five Adam steps of a small conv net, and the U-Net's parameter tree
   unchanged (old checkpoints load)."""
   import flax.linen as nn
-  import optax
 
   class Net(nn.Module):  # conv -> norm -> silu -> conv
     norm: type
@@ -167,15 +167,7 @@ def test_group_norm_is_flax_group_norm():
                        "bias": jax.random.normal(jax.random.key(4), (8,))}}
   models = (Net(nn.GroupNorm), Net(layers.GroupNorm))
   init = models[0].init(jax.random.key(5), x)
-  tx = optax.adam(1e-2)
-
-  def losses(net):
-    def step(carry, _):
-      p, opt_state = carry
-      loss, grads = jax.value_and_grad(lambda p: jnp.mean((net.apply(p, x) - target) ** 2))(p)
-      updates, opt_state = tx.update(grads, opt_state, p)
-      return (optax.apply_updates(p, updates), opt_state), loss
-    return jax.lax.scan(step, (init, tx.init(init)), length=5)[1]
+  losses = lambda net: adam_losses(lambda p: jnp.mean((net.apply(p, x) - target) ** 2), init)
 
   @jax.jit
   def compare():
