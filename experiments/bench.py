@@ -5,7 +5,7 @@ r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family'
   python -m experiments.bench diffusion --config=experiments/configs/diffusion.py --steps=50
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.bench fsdp_memory \
       --config=experiments/configs/diffusion.py
-  python -m experiments.bench peers [--peer_rounds=7] [--peer_comparisons=mlp_vae,conv_vae]
+  python -m experiments.bench peers [--peer_rounds=7] [--peer_comparisons=mlp_vae,conv_vae,unet]
 
 `vae`: times the jitted, sharded, donated train step on the configured data (after
 compilation and warm-up), with the host input pipeline included.
@@ -15,8 +15,8 @@ the achieved GFLOP/s as a fraction of this machine's measured float32 matmul pea
 `diffusion`: train steps/s of the configured model, then DDIM-50 samples/s of the package's
 compiled sampler against the same sampler as a Python loop over a jitted step.
 `fsdp_memory`: per-device parameter, optimizer and EMA bytes under mesh.fsdp = 1, 2, 4, 8.
-`peers`: train steps against a bare jitted loop and PyTorch, in interleaved rounds
-(`experiments.bench_peers`; needs the `bench` extra).
+`peers`: train steps against a bare jitted loop and PyTorch (MLP and conv VAEs, the DDPM
+U-Net), in interleaved rounds (`experiments.bench_peers`; needs the `bench` extra).
 All print the machine they ran on.
 """
 

@@ -107,7 +107,7 @@ def train_step_runner(make_task, config, warmup: int, dataset=None):
   run = trainer.setup(make_task(config, dataset), config,
                       tempfile.mkdtemp(prefix="gen_jax_bench_"), dataset)
   advance = run.advance
-  steps_per_call = int(config.train.get("steps_per_call", 1))
+  steps_per_call = trainer.read_int(config, "train.steps_per_call", 1)
   position = 0
 
   def timed(steps: int) -> float:

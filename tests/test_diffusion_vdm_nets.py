@@ -144,7 +144,6 @@ def test_sinusoidal_embedding_matches_its_formula():
   np.testing.assert_allclose(emb[0], [0, 0, 0, 0, 1, 1, 1, 1])
 
 
-
 def test_group_norm_is_flax_group_norm():
   """layers.GroupNorm against flax.linen.GroupNorm: the same parameters and initial values,
   outputs and gradients (parameters and input) within 1e-5 of their largest magnitude, the
