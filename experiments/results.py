@@ -26,6 +26,7 @@ _README = flags.DEFINE_string("readme", "", "README to rewrite between the resul
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 BOLTZMANN_START, BOLTZMANN_END = "<!-- boltzmann-results:start -->", "<!-- boltzmann-results:end -->"
 DIFFUSION_START, DIFFUSION_END = "<!-- diffusion-results:start -->", "<!-- diffusion-results:end -->"
+FLOWS_START, FLOWS_END = "<!-- flows-results:start -->", "<!-- flows-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -302,6 +303,36 @@ def diffusion_table(runs_dir: str) -> str:
   return "\n".join(lines)
 
 
+# The 2-D flow runs: every kind on every density (workdir flow_<kind>_<density>).
+FLOW_KINDS = ("realnvp", "maf", "spline")
+FLOW_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
+
+
+def flows_table(runs_dir: str) -> str:
+  lines = ["| data | flow | test NLL (nats) | true NLL of the same points | gap | ∫ p over the grid | "
+           "steps | training time | command |", "|---|---|---|---|---|---|---|---|---|"]
+  for density in FLOW_DENSITIES:
+    for kind in FLOW_KINDS:
+      workdir = os.path.join(runs_dir, f"flow_{kind}_{density}")
+      command = (f"`python -m experiments.flows --workdir={workdir} "
+                 f"--config=experiments/configs/flows_2d.py:{density} --config.model.kind={kind}`")
+      ev = _load(os.path.join(workdir, "eval.json"))
+      if ev is None:
+        lines.append(f"| {density} | {kind} | (not run) | | | | | | {command} |")
+        continue
+      minutes = training_seconds(read_metrics(workdir)) / 60
+      lines.append(f"| {density} | {kind} | {ev['nll']:.3f} ± {ev['nll_sem']:.3f} | "
+                   f"{ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | {ev['nll'] - ev['data_nll']:+.3f} | "
+                   f"{ev['density_integral']:.4f} | {ev['step']:,} | {minutes:.1f} min | {command} |")
+  return "\n".join(lines)
+
+
+FLOW_FIGURES = tuple((f"flow_{kind}_{density}", "samples/final_density.png",
+                      f"flows_{kind}_{density}_density.png")
+                     for kind in FLOW_KINDS for density in FLOW_DENSITIES) + (
+    ("flow_spline_eight_gaussians", "samples/final_chain.png", "flows_spline_eight_gaussians_chain.png"),)
+
+
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.
 BOLTZMANN_FIGURES = (
     ("rbm", "samples/final_samples.png", "boltzmann_rbm_mnist5k_samples.png"),
@@ -363,6 +394,7 @@ def main(argv):
   text = table(_RUNS_DIR.value)
   boltzmann = boltzmann_table(_RUNS_DIR.value)
   diffusion = diffusion_table(_RUNS_DIR.value)
+  flows = flows_table(_RUNS_DIR.value)
   if _README.value:
     root = os.path.dirname(os.path.abspath(_README.value))
     figures = copy_figures(_RUNS_DIR.value, root)
@@ -373,9 +405,12 @@ def main(argv):
     diffusion_images = copy_named_figures(_RUNS_DIR.value, root, DIFFUSION_FIGURES)
     rewrite_readme(_README.value, diffusion + "\n\n" + "\n".join(
         f"![{os.path.basename(p)}]({p})" for p in diffusion_images), DIFFUSION_START, DIFFUSION_END)
+    copy_named_figures(_RUNS_DIR.value, root, FLOW_FIGURES)  # shown below the table by name
+    rewrite_readme(_README.value, flows, FLOWS_START, FLOWS_END)
   print(text)
   print(boltzmann)
   print(diffusion)
+  print(flows)
 
 
 if __name__ == "__main__":

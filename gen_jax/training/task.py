@@ -146,6 +146,8 @@ class Task:
   write_figures: Optional[Callable] = None              # (params, dataset, prefix, key, final) -> paths
   evaluate: Optional[Callable] = None                   # (params, dataset, key, final) -> metrics
   sample: Optional[Callable] = None                     # (params, keys (n,)) -> n images in [0, 1] / points
+  # (params, keys, temperature) -> samples with the base noise scaled by the temperature (flows)
+  sample_at_temperature: Optional[Callable] = None
   density: Optional[Density] = None                     # for experiments.log_prob
   to_display: Callable = lambda x: x                    # model-space data -> [0, 1] images
 

@@ -1,0 +1,1 @@
+"""Normalizing flows: bijectors as pure functions and the change-of-variables density."""

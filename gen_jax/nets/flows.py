@@ -1,0 +1,298 @@
+"""Flow networks: MADE, coupling conditioners, and flow layers that hold the parameters of the
+bijectors in `gen_jax.flows.bijectors` (the math lives there).
+
+Every flow layer is a module called as `layer(x, generate=False)`: the density direction
+(data -> noise, the bijector's inverse) by default, the generative direction (the bijector's
+forward) with `generate=True`; both return (output, log|det| of that direction) per example.
+A `Flow` lists its layers in density order: layer 0 sees the data.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.flows import bijectors as bij
+
+# RealNVP's log-scale soft clamp: s = SCALE_CLAMP · tanh(raw / SCALE_CLAMP), |s| < SCALE_CLAMP,
+# so that one coupling layer cannot blow up early in training.
+SCALE_CLAMP = 3.0
+
+
+def made_degrees(dim: int, hidden_sizes: Sequence[int], order: Optional[Sequence[int]] = None):
+  """MADE's degrees (Germain et al. 2015): input j gets its position in `order` (1..D; identity
+  by default), hidden units cycle through 1..D-1, so output i sees exactly inputs of lower degree."""
+  order = np.arange(dim) if order is None else np.asarray(order)
+  inputs = np.empty(dim, np.int64)
+  inputs[order] = np.arange(1, dim + 1)
+  hidden = [np.arange(h) % max(1, dim - 1) + 1 for h in hidden_sizes]
+  return inputs, hidden
+
+
+def made_masks(dim: int, hidden_sizes: Sequence[int], order: Optional[Sequence[int]] = None):
+  """(in, out) 0/1 masks of every layer: hidden m_k ≥ m_j; output i from hidden j iff d_i > m_j."""
+  inputs, hidden = made_degrees(dim, hidden_sizes, order)
+  degrees = [inputs] + hidden
+  masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
+           for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+  masks.append((inputs[None, :] > degrees[-1][:, None]).astype(np.float32))
+  return masks
+
+
+class MaskedDense(nn.Module):
+  features: int
+  mask_fn: Callable[[], np.ndarray]   # () -> (in, out) mask: static, made at trace time
+  zero_init: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    mask = jnp.asarray(self.mask_fn(), x.dtype)
+    init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+    kernel = self.param("kernel", init, mask.shape, x.dtype)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+    return x @ (kernel * mask) + bias
+
+
+class MADE(nn.Module):
+  """Masked autoencoder for distribution estimation on (batch, D): output i depends only on
+  inputs before it in `order` (identity by default). Returns (batch, D) logits, or
+  (batch, D, params_per_dim) when `params_per_dim` is given (a flow's transform parameters)."""
+  hidden_sizes: Sequence[int]
+  params_per_dim: Optional[int] = None
+  order: Optional[Sequence[int]] = None
+  activation: Callable = nn.relu
+  zero_init_output: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    dim = x.shape[-1]
+    hidden = tuple(self.hidden_sizes)
+    order = None if self.order is None else tuple(self.order)
+    per_dim = self.params_per_dim or 1
+    masks = lambda: made_masks(dim, hidden, order)
+    h = x
+    for i, width in enumerate(hidden):
+      h = self.activation(MaskedDense(width, lambda i=i: masks()[i])(h))
+    out_mask = lambda: np.repeat(masks()[-1], per_dim, axis=1)
+    out = MaskedDense(dim * per_dim, out_mask, self.zero_init_output, name="output")(h)
+    # Columns are grouped by dimension: (i, p) at column i·P + p.
+    if self.params_per_dim is None:
+      return out
+    return out.reshape(*x.shape, per_dim)
+
+
+class ConditionerMLP(nn.Module):
+  """θ(x_masked): an MLP from the masked vector to (batch, D, params_per_dim), output layer
+  zero-initialised so that the flow starts as the identity."""
+  hidden_sizes: Sequence[int]
+  params_per_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = x
+    for width in self.hidden_sizes:
+      h = nn.relu(nn.Dense(width)(h))
+    out = nn.Dense(x.shape[-1] * self.params_per_dim, kernel_init=nn.initializers.zeros)(h)
+    return out.reshape(*x.shape, self.params_per_dim)
+
+
+class ConditionerCNN(nn.Module):
+  """θ(x_masked) for images: 3x3 conv, 1x1 conv, zero-initialised 3x3 conv to C·P channels
+  (Glow's coupling network), returning (..., H, W, C, P)."""
+  channels: int
+  params_per_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(nn.Conv(self.channels, (3, 3), padding="SAME")(x))
+    h = nn.relu(nn.Conv(self.channels, (1, 1))(h))
+    out = nn.Conv(x.shape[-1] * self.params_per_dim, (3, 3), padding="SAME",
+                  kernel_init=nn.initializers.zeros)(h)
+    return out.reshape(*x.shape, self.params_per_dim)
+
+
+def clamp_log_scale(theta):
+  """Affine θ = (t, s) with s soft-clamped to (-SCALE_CLAMP, SCALE_CLAMP)."""
+  return theta.at[..., 1].set(SCALE_CLAMP * jnp.tanh(theta[..., 1] / SCALE_CLAMP))
+
+
+def _run(bijector: bij.Bijector, params, x, generate: bool):
+  if generate:
+    return bijector.forward_and_log_det(params, x)
+  return bijector.inverse_and_log_det(params, x)
+
+
+class ActNorm(nn.Module):
+  """Per-channel affine layer with Glow's data-dependent init on the first batch it sees."""
+  event_ndims: int = 1
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    initial = bij.actnorm_init(x, self.event_ndims) if self.is_initializing() and not generate else None
+    c = x.shape[-1]
+    bias = self.param("bias", lambda _: initial["bias"] if initial else jnp.zeros(c, x.dtype))
+    log_scale = self.param("log_scale",
+                           lambda _: initial["log_scale"] if initial else jnp.zeros(c, x.dtype))
+    return _run(bij.actnorm(self.event_ndims), {"bias": bias, "log_scale": log_scale}, x, generate)
+
+
+class InvertibleLinear(nn.Module):
+  """Glow's invertible 1x1 convolution (or, on vectors, an invertible linear map): LU form
+  W = P·L·(U + diag(sign·e^s)) from a random rotation (P and sign fixed by `seed`), or the
+  plain matrix with `lu=False`."""
+  event_ndims: int = 3
+  lu: bool = True
+  seed: int = 0
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    c = x.shape[-1]
+    trainable, constants = bij.conv1x1_lu_init(np.random.default_rng(self.seed), c)
+    if self.lu:
+      params = {name: self.param(name, lambda _, v=value: jnp.asarray(v, x.dtype))
+                for name, value in trainable.items()}
+      params.update({name: np.asarray(v) for name, v in constants.items()})
+    else:
+      w0 = constants["permutation"] @ (np.tril(trainable["lower"], -1) + np.eye(c)) @ (
+          np.triu(trainable["upper"], 1) + np.diag(constants["sign"] * np.exp(trainable["log_scale"])))
+      params = {"weight": self.param("weight", lambda _: jnp.asarray(w0, x.dtype))}
+    return _run(bij.conv1x1(self.event_ndims), params, x, generate)
+
+
+class Coupling(nn.Module):
+  """A coupling layer: `transform` ("affine", "additive" or "spline") of the entries where the
+  mask is 0, conditioned on the others; mask "checkerboard" or "channel" with a parity."""
+  transform: str = "affine"
+  mask: str = "checkerboard"
+  parity: int = 0
+  hidden_sizes: Sequence[int] = (64, 64)
+  num_bins: int = 8
+  bound: float = 4.0
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    event_ndims = 1 if x.ndim == 2 else 3
+    event_shape = x.shape[x.ndim - event_ndims:]
+    mask = (bij.checkerboard_mask if self.mask == "checkerboard" else bij.channel_mask)(
+        event_shape, self.parity)
+    transform = {"affine": bij.AFFINE, "additive": bij.ADDITIVE,
+                 "spline": bij.spline(self.num_bins, self.bound)}[self.transform]
+    p = transform.num_params()
+    net = (ConditionerMLP(tuple(self.hidden_sizes), p) if event_ndims == 1
+           else ConditionerCNN(self.hidden_sizes[0], p))
+    post = clamp_log_scale if self.transform == "affine" else (lambda theta: theta)
+    layer = bij.coupling(mask, lambda _, xm: post(net(xm)), transform, event_ndims)
+    return _run(layer, None, x, generate)
+
+
+class Autoregressive(nn.Module):
+  """MAF (`inverse=False`) or IAF (`inverse=True`) layer with an affine or spline transform
+  whose parameters come from a MADE (order: identity, or reversed with `reverse_order`)."""
+  hidden_sizes: Sequence[int] = (64, 64)
+  transform: str = "affine"
+  inverse: bool = False
+  reverse_order: bool = False
+  num_bins: int = 8
+  bound: float = 4.0
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    dim = x.shape[-1]
+    transform = {"affine": bij.AFFINE, "spline": bij.spline(self.num_bins, self.bound)}[self.transform]
+    order = tuple(range(dim))[::-1] if self.reverse_order else None
+    made = MADE(tuple(self.hidden_sizes), transform.num_params(), order, zero_init_output=True)
+    post = clamp_log_scale if self.transform == "affine" else (lambda theta: theta)
+    make = bij.inverse_autoregressive if self.inverse else bij.masked_autoregressive
+    layer = make(lambda _, v: post(made(v)), transform, dim)
+    return _run(layer, None, x, generate)
+
+
+class Planar(nn.Module):
+  """Planar flow layer y = x + û tanh(w·x + b) (generative direction; the inverse by bisection)."""
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    d = x.shape[-1]
+    init = nn.initializers.normal(1.0 / np.sqrt(d))
+    params = {"u": self.param("u", init, (d,), x.dtype), "w": self.param("w", init, (d,), x.dtype),
+              "b": self.param("b", nn.initializers.zeros, (), x.dtype)}
+    return _run(bij.PLANAR, params, x, generate)
+
+
+class Radial(nn.Module):
+  """Radial flow layer y = x + β/(α + r)·(x - z₀), β ≥ -α."""
+
+  @nn.compact
+  def __call__(self, x, generate: bool = False):
+    d = x.shape[-1]
+    params = {"center": self.param("center", nn.initializers.normal(1.0), (d,), x.dtype),
+              "log_alpha": self.param("log_alpha", nn.initializers.zeros, (), x.dtype),
+              "beta": self.param("beta", nn.initializers.zeros, (), x.dtype)}
+    return _run(bij.RADIAL, params, x, generate)
+
+
+class Flow(nn.Module):
+  """Layers in density order (layer 0 sees the data) over a standard normal base.
+
+  `flow(x)` -> (z, log|det ∂z/∂x|); `flow(x, start=k)` runs layers k.. only (the density of the
+  k-th intermediate variable); `flow.apply(params, z, method="generate")` -> x."""
+  layers: Sequence[nn.Module]
+
+  def __call__(self, x, start: int = 0):
+    total = jnp.zeros(x.shape[:1], x.dtype)
+    for layer in self.layers[start:]:
+      x, log_det = layer(x)
+      total = total + log_det
+    return x, total
+
+  def generate(self, z, stop: int = 0):
+    """z -> x through layers in reverse; `stop=k` ends at the k-th intermediate variable."""
+    total = jnp.zeros(z.shape[:1], z.dtype)
+    for layer in reversed(self.layers[stop:]):
+      z, log_det = layer(z, generate=True)
+      total = total + log_det
+    return z, total
+
+
+def _coupling_layers(transform):
+  return lambda i, hidden, num_bins, bound: [Coupling(transform, "checkerboard", i % 2, hidden,
+                                                      num_bins, bound)]
+
+
+def _autoregressive_layers(inverse):
+  return lambda i, hidden, num_bins, bound: [Autoregressive(hidden, "affine", inverse, bool(i % 2))]
+
+
+# kind -> (layer index, hidden sizes, spline bins, spline bound) -> that layer's modules.
+VECTOR_FLOW_KINDS: Mapping[str, Callable[..., list]] = {
+    "planar": lambda i, *_: [Planar()],
+    "radial": lambda i, *_: [Radial()],
+    "nice": _coupling_layers("additive"),
+    "realnvp": _coupling_layers("affine"),
+    "spline": _coupling_layers("spline"),
+    "maf": _autoregressive_layers(False),
+    "iaf": _autoregressive_layers(True),
+    "glow": lambda i, hidden, *_: [ActNorm(1), InvertibleLinear(1, True, seed=i),
+                                   Coupling("affine", "channel", i % 2, hidden)],
+}
+# Kinds whose layers all preserve volume get a final per-dimension scaling (NICE's diagonal).
+VOLUME_PRESERVING_KINDS = ("nice",)
+
+
+def vector_flow_layers(kind: str, num_layers: int, hidden_sizes: Sequence[int],
+                       num_bins: int = 8, bound: float = 4.0) -> list:
+  """The layers of a flow on vectors, in density order, after a data-initialised ActNorm:
+  planar | radial (one map a layer), nice | realnvp | spline (coupling layers with alternating
+  masks), maf | iaf (MADE layers with alternating orders), glow (actnorm, invertible linear
+  map, affine coupling)."""
+  if kind not in VECTOR_FLOW_KINDS:
+    raise ValueError(f"unknown model.kind {kind!r} for a flow; choose one of {sorted(VECTOR_FLOW_KINDS)}")
+  layers = [ActNorm(1)]
+  for i in range(num_layers):
+    layers += VECTOR_FLOW_KINDS[kind](i, tuple(hidden_sizes), num_bins, bound)
+  if kind in VOLUME_PRESERVING_KINDS:
+    layers.append(ActNorm(1))
+  return layers

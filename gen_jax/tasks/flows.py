@@ -1,0 +1,206 @@
+"""Normalizing flows as a trainer task: maximum likelihood, exact test NLL, density figures.
+
+2-D densities (`model.kind`: planar | radial | nice | realnvp | spline | maf | iaf | glow):
+the loss is `flows.density.nll_loss`; evaluation gives the test `nll` (nats, with `nll_sem`)
+beside `data_nll`, the true density's NLL of the same points, and at the end
+`density_integral`, the model's density summed over a grid (1 up to the mass outside it).
+Figures: the model's density beside the true one and samples; at the end, the chain of
+intermediate densities from z to x, layer by layer (the thesis's Figure 2.2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.data import eval_batches, load_dataset
+from gen_jax.flows import bijectors as bij
+from gen_jax.flows import density as flow_density
+from gen_jax.keys import fold_in_indices
+from gen_jax.nets import flows as flow_nets
+from gen_jax.training import Density, Task, plots, train
+
+PLOT_LIMIT = 1.1      # 2-D panels span 1.1 × the data's largest |coordinate|
+FIGURE_GRID = 200     # density heat maps: points per side
+FIGURE_POINTS = 2000  # samples in the scatter panels
+INTEGRAL_GRID = 400   # density_integral: points per side of the grid
+INTEGRAL_LIMIT = 1.5  # ... over 1.5 × the data's largest |coordinate|
+MAX_CHAIN_PANELS = 6  # intermediate densities shown from z to x
+
+
+def check_points(x, name: str):
+  x = np.asarray(x)
+  bad = ~np.isfinite(x)
+  if bad.any():
+    rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+    raise ValueError(f"data {name!r} holds {len(rows)} non-finite row(s) (first: row {rows[0]}): "
+                     "remove or replace them before training a flow")
+
+
+def _grid(limit: float, n: int):
+  axis = np.linspace(-limit, limit, n, dtype=np.float32)
+  xx, yy = np.meshgrid(axis, axis)
+  return axis, np.stack([xx, yy], -1).reshape(-1, 2)
+
+
+def check_model_config(m, dim: int):
+  """Raises on a config that breaks a flow's constraints."""
+  if int(m.num_layers) < 1:
+    raise ValueError(f"model.num_layers={m.num_layers}: a flow needs at least 1 layer")
+  if m.kind == "spline":
+    if not 2 <= int(m.num_bins) < 1 / bij.SPLINE_MIN_BIN_WIDTH:
+      raise ValueError(f"model.num_bins={m.num_bins}: a spline needs 2 to "
+                       f"{int(1 / bij.SPLINE_MIN_BIN_WIDTH) - 1} bins")
+    if not float(m.bound) > 0:
+      raise ValueError(f"model.bound={m.bound}: the spline's interval [-B, B] needs B > 0")
+  if m.kind in ("maf", "iaf") and min(m.hidden_sizes) < dim - 1:
+    raise ValueError(f"model.hidden_sizes={tuple(m.hidden_sizes)}: a MADE over {dim} dimensions "
+                     f"needs every hidden layer at least {dim - 1} wide, or some conditionals "
+                     "lose their inputs")
+
+
+def make_task(config, dataset) -> Task:
+  m, ev = config.model, config.eval
+  if dataset.kind != "points":
+    raise ValueError(f"the flow family trains on 2-D densities so far; data {dataset.name!r} is "
+                     f"of kind {dataset.kind!r}: use a 2-D data.name (e.g. 'eight_gaussians')")
+  if tuple(config.data.transforms):
+    raise ValueError(f"data.transforms={list(config.data.transforms)} on 2-D points: flows model "
+                     "the raw coordinates; set data.transforms=()")
+  check_model_config(m, int(np.prod(dataset.element_shape)))
+  layers = flow_nets.vector_flow_layers(m.kind, int(m.num_layers), tuple(m.hidden_sizes),
+                                        int(m.num_bins), float(m.bound))
+  model = flow_nets.Flow(layers)
+  event_shape = tuple(dataset.element_shape)
+  num_init = min(int(m.init_examples), len(dataset.train))
+  init_batch = np.asarray(dataset.train.gather(np.arange(num_init))["x"], np.float32)
+  check_points(init_batch, dataset.name)
+  data = np.asarray(dataset.test.gather(np.arange(min(FIGURE_POINTS, len(dataset.test))))["x"])
+  limit = PLOT_LIMIT * float(np.abs(data).max())
+
+  def init(key, x):
+    """Parameters with every ActNorm initialised on the first `model.init_examples` training
+    points (Glow's data-dependent init; `x` only gives the shape)."""
+    return model.init(key, jnp.asarray(init_batch, x.dtype))
+
+  def loss_fn(params, batch, key):
+    return flow_density.nll_loss(model.apply, params, batch["x"])
+
+  @jax.jit
+  def log_prob_batch(params, x):
+    return flow_density.log_prob(model.apply, params, x)
+
+  def sample_at(params, keys, temperature=1.0):
+    z = flow_density.base_samples(keys, event_shape, temperature)
+    return model.apply(params, z, method="generate")[0]
+
+  def evaluate(params, dataset, key, final):
+    values = {"nll": [], "data_nll": []}
+    limit_examples = int(ev.num_examples) or None
+    for batch in eval_batches(dataset.test, int(ev.batch_size), limit_examples):
+      mask = batch.pop("mask")
+      x = jnp.asarray(batch["x"])
+      values["nll"].append(-np.asarray(log_prob_batch(params, x))[mask])
+      if dataset.log_prob is not None:
+        values["data_nll"].append(-np.asarray(dataset.log_prob(x))[mask])
+    metrics = {}
+    for name, parts in values.items():
+      if parts:
+        v = np.concatenate(parts)
+        metrics[name] = float(v.mean())
+        metrics[f"{name}_sem"] = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+    metrics["num_examples"] = int(sum(len(p) for p in values["nll"]))
+    if final:
+      metrics["density_integral"] = density_integral(params)
+    return metrics
+
+  def density_integral(params) -> float:
+    """Σ p(x) ΔA over a grid of INTEGRAL_GRID² points on [-L, L]², L = INTEGRAL_LIMIT ×
+    the data's largest |coordinate|."""
+    axis, grid = _grid(INTEGRAL_LIMIT * float(np.abs(data).max()), INTEGRAL_GRID)
+    cell = float(axis[1] - axis[0]) ** 2
+    log_p = np.concatenate([np.asarray(log_prob_batch(params, jnp.asarray(part)))
+                            for part in np.array_split(grid, INTEGRAL_GRID)])
+    return float(np.sum(np.exp(log_p.astype(np.float64))) * cell)
+
+  def write_figures(params, dataset, prefix, key, final):
+    keys = fold_in_indices(key, jnp.arange(FIGURE_POINTS))
+    samples = np.asarray(jax.jit(sample_at)(params, keys))
+    paths = [density_figure(params, samples, f"{prefix}_density.png")]
+    if final:
+      paths.append(chain_figure(params, key, f"{prefix}_chain.png"))
+    return paths
+
+  def density_figure(params, samples, path):
+    axis, grid = _grid(limit, FIGURE_GRID)
+    panels = []
+    if dataset.log_prob is not None:
+      panels.append(("true density", np.exp(np.asarray(dataset.log_prob(jnp.asarray(grid))))))
+    panels.append((f"{m.kind} flow density", np.exp(np.asarray(log_prob_batch(params, jnp.asarray(grid))))))
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 4))
+    for ax, (title, p) in zip(axes, panels):
+      ax.imshow(p.reshape(FIGURE_GRID, FIGURE_GRID), origin="lower", extent=(-limit, limit, -limit, limit),
+                cmap="viridis")
+      ax.set_title(title, fontsize=9)
+    axes[-1].scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
+    axes[-1].set_xlim(-limit, limit)
+    axes[-1].set_ylim(-limit, limit)
+    axes[-1].set_title(f"{len(samples)} samples", fontsize=9)
+    for ax in axes:
+      ax.set_aspect("equal")
+    fig.suptitle(f"{m.kind} on {dataset.name}")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+  def chain_figure(params, key, path):
+    """The density of each intermediate variable h_k (h_0 = x, h_K = z), k from K down to 0:
+    p(h_k) = N(f_{>k}(h_k); 0, I)·|det ∂f_{>k}/∂h_k|, on a grid around that stage's samples."""
+    num_layers = len(layers)
+    stages = sorted({int(round(s)) for s in np.linspace(num_layers, 0, MAX_CHAIN_PANELS)}, reverse=True)
+    keys = fold_in_indices(key, jnp.arange(FIGURE_POINTS))
+    z = flow_density.base_samples(keys, event_shape)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, len(stages), figsize=(3 * len(stages), 3.2))
+    for ax, stage in zip(np.atleast_1d(axes), stages):
+      h = np.asarray(model.apply(params, z, stage, method="generate")[0])
+      lim = PLOT_LIMIT * float(np.abs(h).max())
+      _, grid = _grid(lim, FIGURE_GRID)
+      stage_log_prob = jax.jit(lambda p, g, s=stage: flow_density.log_prob(
+          lambda p_, x_: model.apply(p_, x_, s), p, g))
+      p = np.exp(np.asarray(stage_log_prob(params, jnp.asarray(grid))))
+      ax.imshow(p.reshape(FIGURE_GRID, FIGURE_GRID), origin="lower", extent=(-lim, lim, -lim, lim),
+                cmap="viridis")
+      ax.set_title("z (base)" if stage == num_layers else ("x (data)" if stage == 0 else
+                                                            f"after {num_layers - stage} layer{'s' * (num_layers - stage > 1)}"),
+                   fontsize=9)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    fig.suptitle(f"{m.kind}: densities from z to x, layer by layer")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+  density = Density(lambda params, x, keys: log_prob_batch(params, x),
+                    f"exact (change of variables through the {m.kind} flow)")
+  return Task(name=f"flow/{m.kind}", init=init, loss_fn=loss_fn,
+              check_data=lambda x: check_points(x, dataset.name), evaluate=evaluate,
+              write_figures=write_figures, density=density,
+              sample=lambda params, keys: sample_at(params, keys),
+              sample_at_temperature=sample_at)
+
+
+def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):
+  """Trains the configured flow in `workdir` (resuming if it holds a checkpoint), writes
+  figures and eval.json, and returns the TrainResult."""
+  dataset = load_dataset(config.data)
+  check_points(dataset.train.gather(np.arange(len(dataset.train)))["x"], dataset.name)
+  task = make_task(config, dataset)
+  return train(task, config, workdir, dataset, stop_after_step)
