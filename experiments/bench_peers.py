@@ -13,6 +13,10 @@ Comparisons (each side trains the same architecture, with the same parameter cou
 - `unet`: the DDPM U-Net of the default diffusion config (283,249 parameters, ε target,
   L_simple, batch 32) on mnist5k: gen_jax's trainer step and the same U-Net written layer for
   layer in PyTorch (`torch_unet`).
+- `realnvp`: a training step of `flows_2d`'s RealNVP (ActNorm + 8 affine couplings, MLPs
+  128-128, batch 256) on 8 gaussians against the same architecture in nflows.
+- `maf_density`: the log-density of 10,000 points under `flows_2d`'s MAF (ActNorm + 8 MADE
+  layers 128-128; MAF's one-pass direction) against nflows.
 
 Method: interleaved rounds (the order of the sides reversed every other round), a settle pause
 before each timing (worker threads of the side before go idle), torch at `--torch_threads`
@@ -34,13 +38,14 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments.configs import diffusion as diffusion_config, vae as vae_config
+from experiments.configs import diffusion as diffusion_config, flows_2d as flows_2d_config
+from experiments.configs import vae as vae_config
 from gen_jax import nets
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.diffusion import gaussian
 from gen_jax.nets import diffusion as diffusion_nets
 from gen_jax.data import load_dataset
-from gen_jax.tasks import autoencoders, diffusion as diffusion_task
+from gen_jax.tasks import autoencoders, diffusion as diffusion_task, flows as flows_task
 from gen_jax.training import trainer
 from gen_jax.training.trainer import next_call_length
 
@@ -459,7 +464,109 @@ def unet(steps: int, rounds: int):
                                dataset, diffusion_task.make_task, model, loss, images, steps, rounds)
 
 
-COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10)}
+def nflows_realnvp(num_layers: int, hidden_sizes, dim: int = 2):
+  """RealNVP in nflows, as `flows_2d`'s realnvp: ActNorm, then affine couplings with alternating
+  masks whose MLPs map the passed-through entries to the others' shifts and scales (nflows'
+  scale is sigmoid(s + 2) + 1e-3 where gen_jax's is exp(3 tanh(s/3)): the same cost)."""
+  import torch
+  from nflows import distributions, flows, transforms
+  from nflows.nn.nets import MLP
+
+  class Conditioner(torch.nn.Module):  # nflows calls net(x, context)
+    def __init__(self, n_in, n_out):
+      super().__init__()
+      self.mlp = MLP((n_in,), (n_out,), list(hidden_sizes))
+
+    def forward(self, x, context=None):
+      return self.mlp(x)
+
+  layers = [transforms.ActNorm(dim)]
+  for i in range(num_layers):
+    mask = torch.tensor([1 if (j % 2) != (i % 2) else 0 for j in range(dim)])  # 1: transformed
+    layers.append(transforms.AffineCouplingTransform(mask, Conditioner))
+  return flows.Flow(transforms.CompositeTransform(layers), distributions.StandardNormal([dim]))
+
+
+def nflows_maf(num_layers: int, hidden_sizes, dim: int = 2):
+  """MAF in nflows, as `flows_2d`'s maf: ActNorm, then MADE affine layers (two hidden layers
+  of the same width) with the order reversed between layers."""
+  from nflows import distributions, flows, transforms
+  width = hidden_sizes[0]
+  layers = [transforms.ActNorm(dim)]
+  for _ in range(num_layers):
+    layers += [transforms.MaskedAffineAutoregressiveTransform(
+        dim, width, num_blocks=len(hidden_sizes) - 1, use_residual_blocks=False),
+               transforms.ReversePermutation(dim)]
+  return flows.Flow(transforms.CompositeTransform(layers), distributions.StandardNormal([dim]))
+
+
+def flow_config(kind: str):
+  config = flows_2d_config.get_config()
+  with config.unlocked():
+    config.train.progress_bar = False
+    config.model.kind = kind
+  return config
+
+
+def realnvp(steps: int, rounds: int):
+  """A training step of the 2-D RealNVP (8 couplings, MLPs 128-128, batch 256, 8 gaussians)."""
+  import torch
+  config = flow_config("realnvp")
+  dataset = load_dataset(config.data)
+  points = dataset.train.arrays["x"].astype(np.float32)
+  torch.manual_seed(0)
+  model = nflows_realnvp(int(config.model.num_layers), tuple(config.model.hidden_sizes))
+  model.log_prob(torch.from_numpy(points[:1000]))  # nflows' ActNorm: data-dependent init
+  batch_size = int(config.train.batch_size)
+  batches = [torch.from_numpy(points[i:i + batch_size])
+             for i in range(0, len(points) - batch_size + 1, batch_size)]
+  sides = [trainer_side("gen_jax trainer step", config, dataset, flows_task.make_task),
+           torch_side("nflows (PyTorch)", model, lambda m, x: -m.log_prob(x).mean(), batches,
+                      config.optim.learning_rate)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"RealNVP on {config.data.name}, batch {batch_size}, {steps} steps a timing, "
+                f"{rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
+
+
+def maf_density(steps: int, rounds: int):
+  """log p(x) of 10,000 points under the 2-D MAF (8 MADE layers 128-128): MAF's fast direction."""
+  import torch
+  config = flow_config("maf")
+  dataset = load_dataset(config.data)
+  points = dataset.test.arrays["x"].astype(np.float32)
+  task = flows_task.make_task(config, dataset)
+  params = task.init(jax.random.key(0), jnp.asarray(points[:1]))
+  log_prob = jax.jit(lambda p, x: task.density.fn(p, x, None))
+  x = jnp.asarray(points)
+  torch.manual_seed(0)
+  model = nflows_maf(int(config.model.num_layers), tuple(config.model.hidden_sizes))
+  x_torch = torch.from_numpy(points)
+  model.log_prob(x_torch[:1000])  # ActNorm's data-dependent init
+
+  def run_jax(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      out = log_prob(params, x)
+    jax.block_until_ready(out)
+    return time.perf_counter() - start
+
+  def run_torch(n: int) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+      for _ in range(n):
+        out = model.log_prob(x_torch)
+    float(out[0])
+    return time.perf_counter() - start
+
+  sides = [Side("gen_jax jitted log_prob", count(params), run_jax),
+           Side("nflows (PyTorch) log_prob", sum(p.numel() for p in model.parameters()), run_torch)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"MAF density of {len(points):,} points, {steps} evaluations a timing, {rounds} rounds",
+                sides, seconds, [(sides[0].name, sides[1].name)])
+
+
+COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
+               "realnvp": (realnvp, 200), "maf_density": (maf_density, 20)}
 
 
 def run_peers():

@@ -2,6 +2,7 @@ r"""Regenerates README's results table from the workdirs of the documented runs.
 
   python -m experiments.results --runs_dir=/tmp/runs            # print the table
   python -m experiments.results --runs_dir=/tmp/runs --readme=README.md
+  python -m experiments.results --runs_dir=/tmp/runs --readme=README.md --tables=flows
 
 With --readme, the text between `<!-- results:start -->` and `<!-- results:end -->` is
 replaced, and each family's sample grid is copied to docs/images/. Every row comes from a
@@ -306,6 +307,9 @@ def diffusion_table(runs_dir: str) -> str:
 # The 2-D flow runs: every kind on every density (workdir flow_<kind>_<density>).
 FLOW_KINDS = ("realnvp", "maf", "spline")
 FLOW_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
+# (dataset, title) of the image runs (workdir flow_glow_<dataset>, config flows_<dataset>.py).
+FLOW_IMAGE_RUNS = (("digits", "Glow, 2 levels x 6 steps, uniform dequantization"),
+                   ("mnist5k", "Glow, 2 levels x 4 steps, uniform dequantization"))
 
 
 def flows_table(runs_dir: str) -> str:
@@ -324,13 +328,27 @@ def flows_table(runs_dir: str) -> str:
       lines.append(f"| {density} | {kind} | {ev['nll']:.3f} ± {ev['nll_sem']:.3f} | "
                    f"{ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | {ev['nll'] - ev['data_nll']:+.3f} | "
                    f"{ev['density_integral']:.4f} | {ev['step']:,} | {minutes:.1f} min | {command} |")
+  lines += ["", "| data | flow | test bound (bits/dim) | test images | steps | training time | command |",
+            "|---|---|---|---|---|---|---|"]
+  for dataset, title in FLOW_IMAGE_RUNS:
+    workdir = os.path.join(runs_dir, f"flow_glow_{dataset}")
+    command = (f"`python -m experiments.flows --workdir={workdir} "
+               f"--config=experiments/configs/flows_{dataset}.py`")
+    ev = _load(os.path.join(workdir, "eval.json"))
+    if ev is None:
+      lines.append(f"| {dataset} | {title} | (not run) | | | | {command} |")
+      continue
+    minutes = training_seconds(read_metrics(workdir)) / 60
+    lines.append(f"| {dataset} | {title} | {ev['nll_bpd']:.3f} ± {ev['nll_bpd_sem']:.3f} | "
+                 f"{ev['num_examples']:,} | {ev['step']:,} | {minutes:.1f} min | {command} |")
   return "\n".join(lines)
 
 
 FLOW_FIGURES = tuple((f"flow_{kind}_{density}", "samples/final_density.png",
                       f"flows_{kind}_{density}_density.png")
                      for kind in FLOW_KINDS for density in FLOW_DENSITIES) + (
-    ("flow_spline_eight_gaussians", "samples/final_chain.png", "flows_spline_eight_gaussians_chain.png"),)
+    ("flow_spline_eight_gaussians", "samples/final_chain.png", "flows_spline_eight_gaussians_chain.png"),
+    ("flow_glow_digits", "samples/final_samples_by_temperature.png", "flows_glow_digits_temperatures.png"))
 
 
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.
@@ -389,28 +407,52 @@ def rewrite_readme(path: str, text: str, start: str = START, end: str = END):
     f.write(f"{head}{start}\n{text}\n{end}{tail}")
 
 
+def write_autoencoder_table(runs_dir: str, readme: str, root: str) -> str:
+  text = table(runs_dir)
+  images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in copy_figures(runs_dir, root))
+  if readme:
+    rewrite_readme(readme, text + ("\n\n" + images if images else ""))
+  return text
+
+
+def write_boltzmann_table(runs_dir: str, readme: str, root: str) -> str:
+  text = boltzmann_table(runs_dir)
+  if readme:
+    rewrite_readme(readme, text, BOLTZMANN_START, BOLTZMANN_END)
+    copy_named_figures(runs_dir, root, BOLTZMANN_FIGURES)  # shown below the table
+  return text
+
+
+def write_diffusion_table(runs_dir: str, readme: str, root: str) -> str:
+  text = diffusion_table(runs_dir)
+  if readme:
+    images = copy_named_figures(runs_dir, root, DIFFUSION_FIGURES)
+    rewrite_readme(readme, text + "\n\n" + "\n".join(f"![{os.path.basename(p)}]({p})" for p in images),
+                   DIFFUSION_START, DIFFUSION_END)
+  return text
+
+
+def write_flows_table(runs_dir: str, readme: str, root: str) -> str:
+  text = flows_table(runs_dir)
+  if readme:
+    copy_named_figures(runs_dir, root, FLOW_FIGURES)  # shown below the table by name
+    rewrite_readme(readme, text, FLOWS_START, FLOWS_END)
+  return text
+
+
+TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
+          "diffusion": write_diffusion_table, "flows": write_flows_table}
+_TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
+
+
 def main(argv):
   del argv
-  text = table(_RUNS_DIR.value)
-  boltzmann = boltzmann_table(_RUNS_DIR.value)
-  diffusion = diffusion_table(_RUNS_DIR.value)
-  flows = flows_table(_RUNS_DIR.value)
-  if _README.value:
-    root = os.path.dirname(os.path.abspath(_README.value))
-    figures = copy_figures(_RUNS_DIR.value, root)
-    images = "\n".join(f"![{os.path.basename(p)}]({p})" for p in figures)
-    rewrite_readme(_README.value, text + ("\n\n" + images if images else ""))
-    rewrite_readme(_README.value, boltzmann, BOLTZMANN_START, BOLTZMANN_END)
-    copy_named_figures(_RUNS_DIR.value, root, BOLTZMANN_FIGURES)  # shown below the table
-    diffusion_images = copy_named_figures(_RUNS_DIR.value, root, DIFFUSION_FIGURES)
-    rewrite_readme(_README.value, diffusion + "\n\n" + "\n".join(
-        f"![{os.path.basename(p)}]({p})" for p in diffusion_images), DIFFUSION_START, DIFFUSION_END)
-    copy_named_figures(_RUNS_DIR.value, root, FLOW_FIGURES)  # shown below the table by name
-    rewrite_readme(_README.value, flows, FLOWS_START, FLOWS_END)
-  print(text)
-  print(boltzmann)
-  print(diffusion)
-  print(flows)
+  unknown = sorted(set(_TABLES.value) - set(TABLES))
+  if unknown:
+    raise app.UsageError(f"unknown --tables {unknown}; choose from {list(TABLES)}")
+  root = os.path.dirname(os.path.abspath(_README.value)) if _README.value else ""
+  for name in _TABLES.value:
+    print(TABLES[name](_RUNS_DIR.value, _README.value, root))
 
 
 if __name__ == "__main__":

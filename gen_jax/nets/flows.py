@@ -85,18 +85,26 @@ class MADE(nn.Module):
 
 
 class ConditionerMLP(nn.Module):
-  """θ(x_masked): an MLP from the masked vector to (batch, D, params_per_dim), output layer
-  zero-initialised so that the flow starts as the identity."""
+  """θ for a coupling layer on vectors: an MLP from the entries the mask passes through (1s of
+  `mask`; all entries without one) to the parameters of the others, as (batch, D, P) with zeros
+  at the passed-through entries. The output layer is zero-initialised, so the flow starts as
+  the identity."""
   hidden_sizes: Sequence[int]
   params_per_dim: int
+  mask: Optional[Sequence[float]] = None
 
   @nn.compact
   def __call__(self, x):
-    h = x
+    dim = x.shape[-1]
+    mask = np.ones(dim) if self.mask is None else np.asarray(self.mask)
+    inputs = np.flatnonzero(mask > 0) if self.mask is not None else np.arange(dim)
+    outputs = np.flatnonzero(mask == 0) if self.mask is not None else np.arange(dim)
+    h = x[..., inputs]
     for width in self.hidden_sizes:
       h = nn.relu(nn.Dense(width)(h))
-    out = nn.Dense(x.shape[-1] * self.params_per_dim, kernel_init=nn.initializers.zeros)(h)
-    return out.reshape(*x.shape, self.params_per_dim)
+    out = nn.Dense(len(outputs) * self.params_per_dim, kernel_init=nn.initializers.zeros)(h)
+    theta = jnp.zeros(x.shape + (self.params_per_dim,), x.dtype)
+    return theta.at[..., outputs, :].set(out.reshape(*x.shape[:-1], len(outputs), self.params_per_dim))
 
 
 class ConditionerCNN(nn.Module):
@@ -181,8 +189,8 @@ class Coupling(nn.Module):
     transform = {"affine": bij.AFFINE, "additive": bij.ADDITIVE,
                  "spline": bij.spline(self.num_bins, self.bound)}[self.transform]
     p = transform.num_params()
-    net = (ConditionerMLP(tuple(self.hidden_sizes), p) if event_ndims == 1
-           else ConditionerCNN(self.hidden_sizes[0], p))
+    net = (ConditionerMLP(tuple(self.hidden_sizes), p, tuple(float(v) for v in mask))
+           if event_ndims == 1 else ConditionerCNN(self.hidden_sizes[0], p))
     post = clamp_log_scale if self.transform == "affine" else (lambda theta: theta)
     layer = bij.coupling(mask, lambda _, xm: post(net(xm)), transform, event_ndims)
     return _run(layer, None, x, generate)
@@ -296,3 +304,130 @@ def vector_flow_layers(kind: str, num_layers: int, hidden_sizes: Sequence[int],
   if kind in VOLUME_PRESERVING_KINDS:
     layers.append(ActNorm(1))
   return layers
+
+
+class GlowStep(nn.Module):
+  """One step of flow on images: ActNorm, invertible 1x1 convolution, affine coupling with a
+  channel mask (alternating halves step by step)."""
+  hidden_channels: int
+  parity: int
+  lu: bool = True
+  seed: int = 0
+
+  def setup(self):
+    self.layers = [ActNorm(3), InvertibleLinear(3, self.lu, self.seed),
+                   Coupling("affine", "channel", self.parity, (self.hidden_channels,))]
+
+  def __call__(self, x, generate: bool = False):
+    total = jnp.zeros(x.shape[:1], x.dtype)
+    for layer in (reversed(self.layers) if generate else self.layers):
+      x, log_det = layer(x, generate)
+      total = total + log_det
+    return x, total
+
+
+def glow_latent_shapes(image_shape: Sequence[int], levels: int):
+  """The (H, W, C) of each factored-out half (levels 1..L-1) and of the last level's output."""
+  h, w, c = image_shape
+  shapes = []
+  for level in range(levels):
+    h, w, c = h // 2, w // 2, 4 * c
+    if level < levels - 1:
+      shapes.append((h, w, c // 2))
+      c -= c // 2
+  shapes.append((h, w, c))
+  return shapes
+
+
+class Glow(nn.Module):
+  """Glow's multi-scale architecture (Kingma & Dhariwal 2018) in the density direction: at each
+  of `levels` levels, squeeze, `steps` GlowSteps, then (but at the last) factor half the
+  channels out to the N(0, I) base. `flow(y)` -> (z flattened and concatenated over levels,
+  log|det ∂z/∂y|); `generate(z)` inverts it."""
+  image_shape: Sequence[int]
+  levels: int = 2
+  steps: int = 4
+  hidden_channels: int = 64
+  lu: bool = True
+
+  def setup(self):
+    self.blocks = [[GlowStep(self.hidden_channels, s % 2, self.lu, seed=level * self.steps + s)
+                    for s in range(self.steps)] for level in range(self.levels)]
+
+  def __call__(self, y):
+    total = jnp.zeros(y.shape[:1], y.dtype)
+    outputs = []
+    h = y
+    for level, block in enumerate(self.blocks):
+      h = bij.squeeze(h)
+      for step in block:
+        h, log_det = step(h)
+        total = total + log_det
+      if level < self.levels - 1:
+        half = h.shape[-1] // 2
+        outputs.append(h[..., :half].reshape(h.shape[0], -1))
+        h = h[..., half:]
+    outputs.append(h.reshape(h.shape[0], -1))
+    return jnp.concatenate(outputs, axis=-1), total
+
+  def generate(self, z):
+    shapes = glow_latent_shapes(self.image_shape, self.levels)
+    sizes = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
+    parts = [p.reshape(z.shape[0], *s) for p, s in zip(jnp.split(z, sizes, axis=-1), shapes)]
+    total = jnp.zeros(z.shape[:1], z.dtype)
+    h = parts[-1]
+    for level in reversed(range(self.levels)):
+      if level < self.levels - 1:
+        h = jnp.concatenate([parts[level], h], axis=-1)
+      for step in reversed(self.blocks[level]):
+        h, log_det = step(h, generate=True)
+        total = total + log_det
+      h = bij.unsqueeze(h)
+    return h, total
+
+
+class LogitNormalDequantizer(nn.Module):
+  """Variational dequantization q(u | k): u = sigmoid(μ + σ ε), ε ~ N(0, I), with μ and log σ
+  from a small CNN of the image (output zero-initialised: q starts at sigmoid(N(0, I)))."""
+  hidden_channels: int = 32
+
+  @nn.compact
+  def __call__(self, bins, eps):
+    x = bins / 255.0 - 0.5
+    h = nn.relu(nn.Conv(self.hidden_channels, (3, 3), padding="SAME")(x))
+    h = nn.relu(nn.Conv(self.hidden_channels, (3, 3), padding="SAME")(h))
+    out = nn.Conv(2 * x.shape[-1], (3, 3), padding="SAME", kernel_init=nn.initializers.zeros)(h)
+    mean, log_scale = jnp.split(out, 2, axis=-1)
+    return mean + jnp.exp(log_scale) * eps, log_scale
+
+
+class ImageFlow(nn.Module):
+  """A Glow over logit-preprocessed, dequantized 8-bit images, with its dequantizer:
+  `dequantization` "uniform" (no parameters) or "variational" (LogitNormalDequantizer)."""
+  image_shape: Sequence[int]
+  levels: int = 2
+  steps: int = 4
+  hidden_channels: int = 64
+  lu: bool = True
+  dequantization: str = "uniform"
+
+  def setup(self):
+    self.glow = Glow(tuple(self.image_shape), self.levels, self.steps, self.hidden_channels, self.lu)
+    if self.dequantization == "variational":
+      self.dequantizer = LogitNormalDequantizer()
+
+  def __call__(self, y):
+    return self.glow(y)
+
+  def generate(self, z):
+    return self.glow.generate(z)
+
+  def noise(self, bins, eps):
+    """Variational dequantization: (pre-sigmoid h, log σ) for the standard normal draws eps."""
+    return self.dequantizer(bins, eps)
+
+  def initialize(self, y, bins):
+    """Creates every parameter: the Glow's (ActNorms initialised on y) and the dequantizer's."""
+    if self.dequantization == "variational":
+      self.dequantizer(bins, jnp.zeros_like(bins))
+    return self.glow(y)

@@ -1,5 +1,10 @@
 """Normalizing flows as a trainer task: maximum likelihood, exact test NLL, density figures.
 
+Images (configs with `model.levels`): a multi-scale Glow over logit-preprocessed 8-bit images
+with uniform or variational dequantization in the loss (`flows.dequantization`); evaluation
+gives the test bound in nats and bits/dim (`nll`, `nll_bpd`); figures: sample grids at
+several temperatures.
+
 2-D densities (`model.kind`: planar | radial | nice | realnvp | spline | maf | iaf | glow):
 the loss is `flows.density.nll_loss`; evaluation gives the test `nll` (nats, with `nll_sem`)
 beside `data_nll`, the true density's NLL of the same points, and at the end
@@ -20,7 +25,9 @@ import numpy as np
 from gen_jax.data import eval_batches, load_dataset
 from gen_jax.flows import bijectors as bij
 from gen_jax.flows import density as flow_density
+from gen_jax.flows import dequantization as deq
 from gen_jax.keys import fold_in_indices
+from gen_jax.metrics.likelihood import nats_to_bpd
 from gen_jax.nets import flows as flow_nets
 from gen_jax.training import Density, Task, plots, train
 
@@ -64,10 +71,20 @@ def check_model_config(m, dim: int):
 
 
 def make_task(config, dataset) -> Task:
+  """The points task (2-D densities) or the image task (Glow on dequantized 8-bit images)."""
+  is_image_config = "levels" in config.model
+  if (dataset.kind == "image") != is_image_config:
+    wanted = "an image dataset (e.g. 'digits', 'mnist5k')" if is_image_config else \
+        "a 2-D density (e.g. 'eight_gaussians')"
+    raise ValueError(f"data {dataset.name!r} ({dataset.kind}) does not fit this flow config, which "
+                     f"models {'images' if is_image_config else '2-D points'}: set data.name to {wanted}, "
+                     "or use experiments/configs/flows_2d.py for points and flows_digits.py / "
+                     "flows_mnist5k.py for images")
+  return image_task(config, dataset) if is_image_config else points_task(config, dataset)
+
+
+def points_task(config, dataset) -> Task:
   m, ev = config.model, config.eval
-  if dataset.kind != "points":
-    raise ValueError(f"the flow family trains on 2-D densities so far; data {dataset.name!r} is "
-                     f"of kind {dataset.kind!r}: use a 2-D data.name (e.g. 'eight_gaussians')")
   if tuple(config.data.transforms):
     raise ValueError(f"data.transforms={list(config.data.transforms)} on 2-D points: flows model "
                      "the raw coordinates; set data.transforms=()")
@@ -197,10 +214,115 @@ def make_task(config, dataset) -> Task:
               sample_at_temperature=sample_at)
 
 
+# Image flows.
+TEMPERATURES = (0.5, 0.7, 0.85, 1.0)  # rows of the temperature figure (Glow's reduced temperature)
+SAMPLES_PER_TEMPERATURE = 10
+DEQUANTIZATIONS = ("uniform", "variational")
+IMAGE_STREAM = 0  # sub-stream of the loss key for the dequantization noise
+
+
+def check_image_config(m, image_shape, data_name: str):
+  """Raises on an image flow the data or the config cannot support."""
+  h, w, _ = image_shape
+  levels = int(m.levels)
+  if levels < 1 or int(m.steps) < 1:
+    raise ValueError(f"model.levels={m.levels}, model.steps={m.steps}: a Glow needs at least one "
+                     "level of at least one step")
+  if h % 2 ** levels or w % 2 ** levels:
+    fits = 0
+    while h % 2 ** (fits + 1) == 0 and w % 2 ** (fits + 1) == 0:
+      fits += 1
+    raise ValueError(f"data {data_name!r} has {h}x{w} images, which model.levels={levels} squeezes "
+                     f"cannot divide (each halves height and width): use model.levels <= {fits}"
+                     + ("" if fits else ", or resize the images to an even size (data.image_size)"))
+  if m.dequantization not in DEQUANTIZATIONS:
+    raise ValueError(f"unknown model.dequantization {m.dequantization!r}; choose one of "
+                     f"{list(DEQUANTIZATIONS)}")
+
+
+def check_pixels(x):
+  x = np.asarray(x)
+  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1 or not np.allclose(
+      x * deq.PIXEL_MAX, np.round(x * deq.PIXEL_MAX), atol=1e-3):
+    raise ValueError("image flows model 8-bit images (values k/255 in [0, 1]) and dequantize them "
+                     "in the loss: set data.transforms=() (no binarization or dequantization)")
+
+
+def image_task(config, dataset) -> Task:
+  m, ev = config.model, config.eval
+  if tuple(config.data.transforms):
+    raise ValueError(f"data.transforms={list(config.data.transforms)}: image flows dequantize the "
+                     "8-bit images in their loss (model.dequantization); set data.transforms=()")
+  image_shape = tuple(dataset.element_shape)
+  check_image_config(m, image_shape, dataset.name)
+  model = flow_nets.ImageFlow(image_shape, int(m.levels), int(m.steps), int(m.hidden_channels),
+                              bool(m.lu), m.dequantization)
+  num_dims = int(np.prod(image_shape))
+  flow_fn = lambda params, y: model.apply(params, y)
+  dequantize_fn = deq.uniform_dequantizer if m.dequantization == "uniform" else \
+      deq.variational_dequantizer(lambda params, bins, eps: model.apply(params, bins, eps, method="noise"))
+  num_init = min(int(m.init_examples), len(dataset.train))
+  init_images = np.asarray(dataset.train.gather(np.arange(num_init))["x"], np.float32) / deq.PIXEL_MAX
+  init_bins = np.round(init_images * deq.PIXEL_MAX)
+  init_noise = np.random.default_rng(int(config.seed)).uniform(size=init_bins.shape)
+  init_y = np.asarray(deq.logit_preprocess(jnp.asarray((init_bins + init_noise) / deq.PIXEL_BINS,
+                                                       jnp.float32))[0])
+
+  def init(key, x):
+    """Parameters with every ActNorm initialised on `model.init_examples` dequantized training
+    images (Glow's data-dependent init; `x` only gives the shape)."""
+    return model.init(key, jnp.asarray(init_y, x.dtype), jnp.asarray(init_bins, x.dtype),
+                      method="initialize")
+
+  def loss_fn(params, batch, key):
+    keys = fold_in_indices(jax.random.fold_in(key, IMAGE_STREAM), batch["index"])
+    return deq.dequantized_nll_loss(flow_fn, dequantize_fn, params, batch["x"], keys)
+
+  @jax.jit
+  def nll_batch(params, x, keys):
+    return deq.dequantized_nll_terms(flow_fn, dequantize_fn, params, x, keys)["nll"]
+
+  def sample_at(params, keys, temperature=1.0):
+    z = flow_density.base_samples(keys, (num_dims,), temperature)
+    y = model.apply(params, z, method="generate")[0]
+    return deq.to_pixels(deq.logit_postprocess(y))
+
+  def evaluate(params, dataset, key, final):
+    """The dequantization bound on the test images, one draw of u per image (fixed by its id)."""
+    values = []
+    for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
+      mask = batch.pop("mask")
+      x = jnp.asarray(batch["x"], jnp.float32) / deq.PIXEL_MAX
+      values.append(np.asarray(nll_batch(params, x, fold_in_indices(key, batch["id"])))[mask])
+    v = np.concatenate(values)
+    sem = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+    return {"nll": float(v.mean()), "nll_sem": sem, "nll_bpd": float(nats_to_bpd(v.mean(), num_dims)),
+            "nll_bpd_sem": float(nats_to_bpd(sem, num_dims)), "num_examples": int(len(v))}
+
+  def write_figures(params, dataset, prefix, key, final):
+    """One row of samples per temperature T (z ~ N(0, T² I)), the same z·T in every row."""
+    keys = fold_in_indices(key, jnp.arange(SAMPLES_PER_TEMPERATURE))
+    draw = jax.jit(sample_at)  # the temperature traced: one program for every row
+    rows = [np.asarray(draw(params, keys, jnp.float32(t))) for t in TEMPERATURES]
+    path = plots.save_image_grid(np.concatenate(rows), f"{prefix}_samples_by_temperature.png",
+                                 SAMPLES_PER_TEMPERATURE)
+    return [path]
+
+  density = Density.for_images(
+      lambda params, x, keys: -nll_batch(params, x, keys),
+      f"the {m.dequantization}-dequantization bound on log P(x) of the 8-bit image (one draw of "
+      "the dequantization noise per row)", "unit", continuous=False)
+  return Task(name=f"flow/glow-{m.dequantization}", init=init, loss_fn=loss_fn, check_data=check_pixels,
+              evaluate=evaluate, write_figures=write_figures, density=density,
+              sample=lambda params, keys: sample_at(params, keys),
+              sample_at_temperature=sample_at)
+
+
 def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):
   """Trains the configured flow in `workdir` (resuming if it holds a checkpoint), writes
   figures and eval.json, and returns the TrainResult."""
   dataset = load_dataset(config.data)
-  check_points(dataset.train.gather(np.arange(len(dataset.train)))["x"], dataset.name)
+  if dataset.kind == "points":
+    check_points(dataset.train.gather(np.arange(len(dataset.train)))["x"], dataset.name)
   task = make_task(config, dataset)
   return train(task, config, workdir, dataset, stop_after_step)

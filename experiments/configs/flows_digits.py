@@ -1,0 +1,21 @@
+"""A multi-scale Glow on dequantized scikit-learn digits (8x8 grey images, 17 levels stored
+as 8-bit values k·255/16), trained by maximum likelihood; test bound in bits/dim.
+
+2 levels (8 -> 4 -> 2 px) of 6 steps with 64-channel coupling networks, uniform dequantization,
+global batch 128, 10,000 steps (the rest as flows_mnist5k.py). Expected result: README's flow
+table (`python -m experiments.flows --workdir=DIR --config=experiments/configs/flows_digits.py`).
+Variants: `:variational`, `:smoke`.
+"""
+
+from __future__ import annotations
+
+from experiments.configs import common, flows_mnist5k
+
+
+def get_config(arg: str = ""):
+  c = flows_mnist5k.image_config()
+  c.data.name = "digits"
+  c.model.steps = 6
+  c.train.batch_size = 128
+  return common.apply_variants(c, arg, {"variational": flows_mnist5k.variational,
+                                        "smoke": flows_mnist5k.smoke})
