@@ -178,24 +178,27 @@ def points_task(config, dataset) -> Task:
 
   def chain_figure(params, key, path):
     """The density of each intermediate variable h_k (h_0 = x, h_K = z), k from K down to 0:
-    p(h_k) = N(f_{>k}(h_k); 0, I)·|det ∂f_{>k}/∂h_k|, on a grid around that stage's samples."""
+    p(h_k) = N(f_{>k}(h_k); 0, I)·|det ∂f_{>k}/∂h_k|, on a grid around that stage's samples
+    (two compiled programs: every stage's samples, then every stage's grid densities)."""
     num_layers = len(layers)
     stages = sorted({int(round(s)) for s in np.linspace(num_layers, 0, MAX_CHAIN_PANELS)}, reverse=True)
     keys = fold_in_indices(key, jnp.arange(FIGURE_POINTS))
     z = flow_density.base_samples(keys, event_shape)
+    samples = np.asarray(jax.jit(lambda p, z: jnp.stack(
+        [model.apply(p, z, s, method="generate")[0] for s in stages]))(params, z))
+    limits = [PLOT_LIMIT * float(np.abs(h).max()) for h in samples]
+    grids = np.stack([_grid(lim, FIGURE_GRID)[1] for lim in limits])
+    log_p = jax.jit(lambda p, grids: jnp.stack(
+        [flow_density.log_prob(lambda p_, x_, s=s: model.apply(p_, x_, s), p, g)
+         for s, g in zip(stages, grids)]))(params, jnp.asarray(grids))
     plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(stages), figsize=(3 * len(stages), 3.2))
-    for ax, stage in zip(np.atleast_1d(axes), stages):
-      h = np.asarray(model.apply(params, z, stage, method="generate")[0])
-      lim = PLOT_LIMIT * float(np.abs(h).max())
-      _, grid = _grid(lim, FIGURE_GRID)
-      stage_log_prob = jax.jit(lambda p, g, s=stage: flow_density.log_prob(
-          lambda p_, x_: model.apply(p_, x_, s), p, g))
-      p = np.exp(np.asarray(stage_log_prob(params, jnp.asarray(grid))))
-      ax.imshow(p.reshape(FIGURE_GRID, FIGURE_GRID), origin="lower", extent=(-lim, lim, -lim, lim),
-                cmap="viridis")
+    for ax, stage, lim, lp in zip(np.atleast_1d(axes), stages, limits, np.asarray(log_p)):
+      ax.imshow(np.exp(lp).reshape(FIGURE_GRID, FIGURE_GRID), origin="lower",
+                extent=(-lim, lim, -lim, lim), cmap="viridis")
+      done = num_layers - stage
       ax.set_title("z (base)" if stage == num_layers else ("x (data)" if stage == 0 else
-                                                            f"after {num_layers - stage} layer{'s' * (num_layers - stage > 1)}"),
+                                                            f"after {done} layer{'s' * (done > 1)}"),
                    fontsize=9)
       ax.set_xticks([])
       ax.set_yticks([])
