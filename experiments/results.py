@@ -312,35 +312,38 @@ FLOW_IMAGE_RUNS = (("digits", "Glow, 2 levels x 6 steps, uniform dequantization"
                    ("mnist5k", "Glow, 2 levels x 4 steps, uniform dequantization"))
 
 
+def _flow_row(runs_dir: str, name: str, config_arg: str, leading: str, cells, num_cells: int) -> str:
+  """One table row of a flow run: `leading` cells, then cells(eval.json), steps, time, command."""
+  workdir = os.path.join(runs_dir, name)
+  command = f"`python -m experiments.flows --workdir={workdir} --config={config_arg}`"
+  ev = _load(os.path.join(workdir, "eval.json"))
+  if ev is None:
+    return f"| {leading} | (not run) |{' |' * (num_cells + 1)} {command} |"
+  minutes = training_seconds(read_metrics(workdir)) / 60
+  return f"| {leading} | {cells(ev)} | {ev['step']:,} | {minutes:.1f} min | {command} |"
+
+
+def _flow_points_cells(ev):
+  return (f"{ev['nll']:.3f} ± {ev['nll_sem']:.3f} | {ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | "
+          f"{ev['nll'] - ev['data_nll']:+.3f} | {ev['density_integral']:.4f}")
+
+
+def _flow_image_cells(ev):
+  return f"{ev['nll_bpd']:.3f} ± {ev['nll_bpd_sem']:.3f} | {ev['num_examples']:,}"
+
+
 def flows_table(runs_dir: str) -> str:
   lines = ["| data | flow | test NLL (nats) | true NLL of the same points | gap | ∫ p over the grid | "
            "steps | training time | command |", "|---|---|---|---|---|---|---|---|---|"]
-  for density in FLOW_DENSITIES:
-    for kind in FLOW_KINDS:
-      workdir = os.path.join(runs_dir, f"flow_{kind}_{density}")
-      command = (f"`python -m experiments.flows --workdir={workdir} "
-                 f"--config=experiments/configs/flows_2d.py:{density} --config.model.kind={kind}`")
-      ev = _load(os.path.join(workdir, "eval.json"))
-      if ev is None:
-        lines.append(f"| {density} | {kind} | (not run) | | | | | | {command} |")
-        continue
-      minutes = training_seconds(read_metrics(workdir)) / 60
-      lines.append(f"| {density} | {kind} | {ev['nll']:.3f} ± {ev['nll_sem']:.3f} | "
-                   f"{ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | {ev['nll'] - ev['data_nll']:+.3f} | "
-                   f"{ev['density_integral']:.4f} | {ev['step']:,} | {minutes:.1f} min | {command} |")
+  lines += [_flow_row(runs_dir, f"flow_{kind}_{density}",
+                      f"experiments/configs/flows_2d.py:{density} --config.model.kind={kind}",
+                      f"{density} | {kind}", _flow_points_cells, 4)
+            for density in FLOW_DENSITIES for kind in FLOW_KINDS]
   lines += ["", "| data | flow | test bound (bits/dim) | test images | steps | training time | command |",
             "|---|---|---|---|---|---|---|"]
-  for dataset, title in FLOW_IMAGE_RUNS:
-    workdir = os.path.join(runs_dir, f"flow_glow_{dataset}")
-    command = (f"`python -m experiments.flows --workdir={workdir} "
-               f"--config=experiments/configs/flows_{dataset}.py`")
-    ev = _load(os.path.join(workdir, "eval.json"))
-    if ev is None:
-      lines.append(f"| {dataset} | {title} | (not run) | | | | {command} |")
-      continue
-    minutes = training_seconds(read_metrics(workdir)) / 60
-    lines.append(f"| {dataset} | {title} | {ev['nll_bpd']:.3f} ± {ev['nll_bpd_sem']:.3f} | "
-                 f"{ev['num_examples']:,} | {ev['step']:,} | {minutes:.1f} min | {command} |")
+  lines += [_flow_row(runs_dir, f"flow_glow_{dataset}", f"experiments/configs/flows_{dataset}.py",
+                      f"{dataset} | {title}", _flow_image_cells, 2)
+            for dataset, title in FLOW_IMAGE_RUNS]
   return "\n".join(lines)
 
 

@@ -318,6 +318,9 @@ def test_image_smoke_run_with_variational_dequantization(tmp_path):
   images = sample_tool.sample_run(str(tmp_path), 6, temperature=0.7)
   assert images.shape == (6, 8, 8, 1) and np.all((images >= 0) & (images <= 1))
   np.testing.assert_allclose(images * 255, np.round(images * 255), atol=1e-4)  # 8-bit values
+  log_p, method = log_prob_tool.log_prob_run(str(tmp_path), images)
+  # A bound on the log-probability of a discrete image: finite and at most 0.
+  assert "dequantization bound" in method and np.all(np.isfinite(log_p)) and np.all(log_p <= 0)
 
 
 @pytest.mark.parametrize("overrides,message", [
