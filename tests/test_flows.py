@@ -37,8 +37,8 @@ def _linear_conditioner(rng, dim, num_params, scale, strictly_lower=False):
 def _image_conditioner(rng, num_params, scale):
   n = int(np.prod(IMAGE))
   a = rng.normal(size=(n, n * num_params)) / np.sqrt(n)
-  return {"a": a}, lambda p, x: scale * jnp.tanh(
-      (x.reshape(x.shape[0], -1) @ p["a"]).reshape(*x.shape, num_params))
+  return {"a": a}, lambda p, x: scale * jnp.tanh(  # + 1: log-scales mostly positive, |log det| ≫ 0
+      (x.reshape(x.shape[0], -1) @ p["a"]).reshape(*x.shape, num_params) + 1.0)
 
 
 # Conditioner output scales: large enough that every log-det is far from zero.
@@ -78,6 +78,9 @@ def bijector_cases():
                          bij.coupling(bij.channel_mask(IMAGE), cond_img, bij.AFFINE, 3)])
   cases["chain_glow_step"] = (glow_step, (actnorm, {**lu, **const}, p_img), IMAGE, None)
   cases["invert_planar"] = (bij.invert(bij.PLANAR), cases["planar"][1], (3,), None)
+  p, cond = _image_conditioner(rng, 2, 1.0)
+  cases["coupling_affine_image_checkerboard"] = (
+      bij.coupling(bij.checkerboard_mask(IMAGE, 1), cond, bij.AFFINE, 3), p, IMAGE, None)
   return cases
 
 
