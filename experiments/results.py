@@ -351,7 +351,8 @@ FLOW_FIGURES = tuple((f"flow_{kind}_{density}", "samples/final_density.png",
                       f"flows_{kind}_{density}_density.png")
                      for kind in FLOW_KINDS for density in FLOW_DENSITIES) + (
     ("flow_spline_eight_gaussians", "samples/final_chain.png", "flows_spline_eight_gaussians_chain.png"),
-    ("flow_glow_digits", "samples/final_samples_by_temperature.png", "flows_glow_digits_temperatures.png"))
+    ("flow_glow_digits", "samples/final_samples_by_temperature.png", "flows_glow_digits_temperatures.png"),
+    ("flow_glow_mnist5k", "samples/final_samples_by_temperature.png", "flows_glow_mnist5k_temperatures.png"))
 
 
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.

@@ -1,5 +1,5 @@
 """A multi-scale Glow on dequantized mnist5k (28x28 grey 8-bit images), trained by maximum
-likelihood; test bound in bits/dim on the 1,000 test images.
+likelihood; test bound in bits/dim on the 500 test images.
 
 2 levels (28 -> 14 -> 7 px) of 4 steps (actnorm, LU 1x1 convolution, affine coupling with a
 3x3-1x1-3x3 conv net of 64 channels), half the channels factored out after level 1, logit
