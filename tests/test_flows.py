@@ -54,13 +54,13 @@ def bijector_cases():
   cases["radial"] = (bij.RADIAL, {"center": rng.normal(size=3), "log_alpha": np.float64(-1.0),
                                   "beta": np.float64(2.0)}, (3,), None)
   for name, transform in (("affine", bij.AFFINE), ("additive", bij.ADDITIVE), ("spline", bij.spline(5, 3.0))):
-    p, cond = _linear_conditioner(rng, D, transform.num_params(), SCALES[name])
+    p, cond = _linear_conditioner(rng, D, transform.num_params, SCALES[name])
     cases[f"coupling_{name}"] = (bij.coupling(bij.checkerboard_mask((D,)), cond, transform), p, (D,), None)
   p, cond = _image_conditioner(rng, 2, 1.0)
   cases["coupling_affine_image"] = (bij.coupling(bij.channel_mask(IMAGE, 1), cond, bij.AFFINE, 3),
                                     p, IMAGE, None)
   for name, transform in (("affine", bij.AFFINE), ("spline", bij.spline(4, 3.0))):
-    p, cond = _linear_conditioner(rng, D, transform.num_params(), SCALES[name], strictly_lower=True)
+    p, cond = _linear_conditioner(rng, D, transform.num_params, SCALES[name], strictly_lower=True)
     cases[f"maf_{name}"] = (bij.masked_autoregressive(cond, transform, D), p, (D,), "lower")
     if name == "affine":  # IAF is MAF with the transform's directions swapped, inverted
       cases[f"iaf_{name}"] = (bij.inverse_autoregressive(cond, transform, D), p, (D,), "lower")

@@ -91,11 +91,6 @@ def permutation(perm: Sequence[int]) -> Bijector:
   return Bijector(forward, inverse, 1)
 
 
-def reverse(dim: int) -> Bijector:
-  """The order reversed along the last axis (between autoregressive layers)."""
-  return permutation(np.arange(dim)[::-1])
-
-
 # ---------------------------------------------------------------------------------------
 # Elementwise transforms y = τ(x; θ), θ given per element (by a conditioner).
 
@@ -105,7 +100,7 @@ class ElementwiseTransform:
   """τ(x; θ) with θ = (..., num_params) per element; `forward`/`inverse` return (y, log|τ'|)
   elementwise."""
   name: str
-  num_params: Callable[[], int]
+  num_params: int
   forward: Callable[[Array, Array], tuple[Array, Array]]
   inverse: Callable[[Array, Array], tuple[Array, Array]]
 
@@ -130,8 +125,8 @@ def additive_inverse(y, theta):
   return y - theta[..., 0], jnp.zeros_like(y)
 
 
-AFFINE = ElementwiseTransform("affine", lambda: 2, affine_forward, affine_inverse)
-ADDITIVE = ElementwiseTransform("additive", lambda: 1, additive_forward, additive_inverse)
+AFFINE = ElementwiseTransform("affine", 2, affine_forward, affine_inverse)
+ADDITIVE = ElementwiseTransform("additive", 1, additive_forward, additive_inverse)
 
 
 # Rational-quadratic splines (Durkan et al. 2019), K bins on [-B, B], identity outside.
@@ -184,24 +179,21 @@ def rational_quadratic_spline(x, theta, num_bins: int, bound: float, inverse: bo
   d0, d1 = _gather_bin(slopes, index), _gather_bin(slopes, index + 1)
   w, h = x1 - x0, y1 - y0
   s = h / w
+  c2 = d0 + d1 - 2 * s
   xc = jnp.clip(x, -bound, bound)  # outside values never reach a division below
   if inverse:
-    # Solve h[s ξ² + d0 ξ(1-ξ)] = (y - y0)[s + (d0 + d1 - 2s) ξ(1-ξ)] for ξ ∈ [0, 1].
+    # Solve h[s ξ² + d0 ξ(1-ξ)] = (y - y0)[s + c2 ξ(1-ξ)] for ξ ∈ [0, 1].
     dy = xc - y0
-    c2 = d0 + d1 - 2 * s
     a = h * (s - d0) + dy * c2
     b = h * d0 - dy * c2
     c = -s * dy
     disc = jnp.maximum(b * b - 4 * a * c, 0.0)
     xi = (2 * c) / (-b - jnp.sqrt(disc))
     xi = jnp.clip(xi, 0.0, 1.0)
-    out = x0 + xi * w
   else:
     xi = (xc - x0) / w
-    c2 = d0 + d1 - 2 * s
-    denom = s + c2 * xi * (1 - xi)
-    out = y0 + h * (s * xi * xi + d0 * xi * (1 - xi)) / denom
-  denom = s + (d0 + d1 - 2 * s) * xi * (1 - xi)
+  denom = s + c2 * xi * (1 - xi)
+  out = x0 + xi * w if inverse else y0 + h * (s * xi * xi + d0 * xi * (1 - xi)) / denom
   log_deriv = (2 * jnp.log(s) + jnp.log(d1 * xi * xi + 2 * s * xi * (1 - xi) + d0 * (1 - xi) ** 2)
                - 2 * jnp.log(denom))
   if inverse:
@@ -211,7 +203,7 @@ def rational_quadratic_spline(x, theta, num_bins: int, bound: float, inverse: bo
 
 def spline(num_bins: int, bound: float) -> ElementwiseTransform:
   return ElementwiseTransform(
-      f"spline{num_bins}", lambda: spline_num_params(num_bins),
+      f"spline{num_bins}", spline_num_params(num_bins),
       lambda x, theta: rational_quadratic_spline(x, theta, num_bins, bound),
       lambda y, theta: rational_quadratic_spline(y, theta, num_bins, bound, inverse=True))
 
@@ -267,11 +259,12 @@ def masked_autoregressive(conditioner, transform: ElementwiseTransform, dim: int
     return x, jnp.sum(log_deriv, axis=-1)
 
   def forward(params, x):
-    # Pass k fixes y_k; a Python loop, so a conditioner may be a bound Flax module.
+    # Pass k fixes y_k; a Python loop, so a conditioner may be a bound Flax module. The last
+    # pass's θ already sees every y_<i (only y's last coordinate is still open, and no θ_i
+    # depends on it), so its log-derivatives are the final ones.
     y = jnp.zeros_like(x)
     for _ in range(dim):
-      y = transform.forward(x, conditioner(params, y))[0]
-    _, log_deriv = transform.forward(x, conditioner(params, y))
+      y, log_deriv = transform.forward(x, conditioner(params, y))
     return y, jnp.sum(log_deriv, axis=-1)
 
   return Bijector(forward, inverse, 1)
@@ -281,9 +274,8 @@ def inverse_autoregressive(conditioner, transform: ElementwiseTransform, dim: in
   """IAF (Kingma et al. 2016): y_i = τ(x_i; θ_i(x_<i)) with θ from a MADE over x. The forward
   (sampling) direction is one pass: IAF's fast direction; the inverse (density) takes `dim`
   passes."""
-  return invert(masked_autoregressive(
-      conditioner, ElementwiseTransform(transform.name, transform.num_params, transform.inverse,
-                                        transform.forward), dim))
+  swapped = dataclasses.replace(transform, forward=transform.inverse, inverse=transform.forward)
+  return invert(masked_autoregressive(conditioner, swapped, dim))
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,7 +379,7 @@ RADIAL = Bijector(radial_forward, radial_inverse, 1)
 ACTNORM_MIN_STD = 1e-6
 
 
-def actnorm_init(x, event_ndims: int = 3):
+def actnorm_init(x):
   """Data-dependent init (Glow): bias = batch mean and log_scale = log std per channel (the
   last axis), so that the inverse x ↦ (x - bias)·exp(-log_scale) gives zero mean and unit
   variance per channel on this batch; a constant channel keeps log_scale = 0."""
@@ -402,18 +394,23 @@ def _spatial_size(x, event_ndims):
   return int(np.prod(x.shape[x.ndim - event_ndims:-1]))
 
 
+def _per_example(log_det, x, event_ndims):
+  """A log-det shared by every example, broadcast over x's batch axes in x's dtype."""
+  return jnp.broadcast_to(log_det, x.shape[:x.ndim - event_ndims]).astype(x.dtype)
+
+
 def actnorm(event_ndims: int = 3) -> Bijector:
   """y = x·exp(s) + b per channel; log det = (H·W)·Σ_c s_c per example."""
 
   def forward(params, x):
     log_det = _spatial_size(x, event_ndims) * jnp.sum(params["log_scale"])
     y = x * jnp.exp(params["log_scale"]) + params["bias"]
-    return y, jnp.broadcast_to(log_det, x.shape[:x.ndim - event_ndims]).astype(x.dtype)
+    return y, _per_example(log_det, x, event_ndims)
 
   def inverse(params, y):
     log_det = -_spatial_size(y, event_ndims) * jnp.sum(params["log_scale"])
     x = (y - params["bias"]) * jnp.exp(-params["log_scale"])
-    return x, jnp.broadcast_to(log_det, y.shape[:y.ndim - event_ndims]).astype(y.dtype)
+    return x, _per_example(log_det, y, event_ndims)
 
   return Bijector(forward, inverse, event_ndims)
 
@@ -444,12 +441,12 @@ def conv1x1(event_ndims: int = 3) -> Bijector:
   def forward(params, x):
     w = conv1x1_weight(params)
     log_det = _spatial_size(x, event_ndims) * conv1x1_log_abs_det(params)
-    return x @ w.T, jnp.broadcast_to(log_det, x.shape[:x.ndim - event_ndims]).astype(x.dtype)
+    return x @ w.T, _per_example(log_det, x, event_ndims)
 
   def inverse(params, y):
     w = conv1x1_weight(params)
     log_det = -_spatial_size(y, event_ndims) * conv1x1_log_abs_det(params)
-    return y @ jnp.linalg.inv(w).T, jnp.broadcast_to(log_det, y.shape[:y.ndim - event_ndims]).astype(y.dtype)
+    return y @ jnp.linalg.inv(w).T, _per_example(log_det, y, event_ndims)
 
   return Bijector(forward, inverse, event_ndims)
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 PIXEL_BINS = 256
+
+
+def mean_and_sem(values) -> tuple[float, float]:
+  """The mean of per-example values and its standard error, std (ddof 1) / √n (0 for n = 1)."""
+  values = np.asarray(values)
+  sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+  return float(values.mean()), sem
 
 
 def nats_to_bpd(nats, num_dims: int):

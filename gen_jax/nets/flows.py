@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.flows import bijectors as bij
+from gen_jax.flows.dequantization import PIXEL_MAX
 
 # RealNVP's log-scale soft clamp: s = SCALE_CLAMP · tanh(raw / SCALE_CLAMP), |s| < SCALE_CLAMP,
 # so that one coupling layer cannot blow up early in training.
@@ -43,7 +44,7 @@ def made_masks(dim: int, hidden_sizes: Sequence[int], order: Optional[Sequence[i
 
 
 class MaskedDense(nn.Module):
-  features: int
+  """x @ (kernel ⊙ mask) + bias, with the (in, out) 0/1 mask given by `mask_fn`."""
   mask_fn: Callable[[], np.ndarray]   # () -> (in, out) mask: static, made at trace time
   zero_init: bool = False
 
@@ -52,7 +53,7 @@ class MaskedDense(nn.Module):
     mask = jnp.asarray(self.mask_fn(), x.dtype)
     init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
     kernel = self.param("kernel", init, mask.shape, x.dtype)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+    bias = self.param("bias", nn.initializers.zeros, mask.shape[1:], x.dtype)
     return x @ (kernel * mask) + bias
 
 
@@ -72,12 +73,12 @@ class MADE(nn.Module):
     hidden = tuple(self.hidden_sizes)
     order = None if self.order is None else tuple(self.order)
     per_dim = self.params_per_dim or 1
-    masks = lambda: made_masks(dim, hidden, order)
+    *hidden_masks, out_mask = made_masks(dim, hidden, order)
     h = x
-    for i, width in enumerate(hidden):
-      h = self.activation(MaskedDense(width, lambda i=i: masks()[i])(h))
-    out_mask = lambda: np.repeat(masks()[-1], per_dim, axis=1)
-    out = MaskedDense(dim * per_dim, out_mask, self.zero_init_output, name="output")(h)
+    for mask in hidden_masks:
+      h = self.activation(MaskedDense(lambda mask=mask: mask)(h))
+    out_mask = np.repeat(out_mask, per_dim, axis=1)
+    out = MaskedDense(lambda: out_mask, self.zero_init_output, name="output")(h)
     # Columns are grouped by dimension: (i, p) at column i·P + p.
     if self.params_per_dim is None:
       return out
@@ -85,20 +86,17 @@ class MADE(nn.Module):
 
 
 class ConditionerMLP(nn.Module):
-  """θ for a coupling layer on vectors: an MLP from the entries the mask passes through (1s of
-  `mask`; all entries without one) to the parameters of the others, as (batch, D, P) with zeros
-  at the passed-through entries. The output layer is zero-initialised, so the flow starts as
-  the identity."""
+  """θ for a coupling layer on vectors: an MLP from the entries the mask passes through (its
+  1s) to the parameters of the others, as (batch, D, P) with zeros at the passed-through
+  entries. The output layer is zero-initialised, so the flow starts as the identity."""
   hidden_sizes: Sequence[int]
   params_per_dim: int
-  mask: Optional[Sequence[float]] = None
+  mask: Sequence[float]
 
   @nn.compact
   def __call__(self, x):
-    dim = x.shape[-1]
-    mask = np.ones(dim) if self.mask is None else np.asarray(self.mask)
-    inputs = np.flatnonzero(mask > 0) if self.mask is not None else np.arange(dim)
-    outputs = np.flatnonzero(mask == 0) if self.mask is not None else np.arange(dim)
+    mask = np.asarray(self.mask)
+    inputs, outputs = np.flatnonzero(mask > 0), np.flatnonzero(mask == 0)
     h = x[..., inputs]
     for width in self.hidden_sizes:
       h = nn.relu(nn.Dense(width)(h))
@@ -133,13 +131,38 @@ def _run(bijector: bij.Bijector, params, x, generate: bool):
   return bijector.inverse_and_log_det(params, x)
 
 
+def run_layers(layers: Sequence[nn.Module], x, generate: bool = False):
+  """Layers in density order applied to x (in reverse with `generate`); (output, Σ log-dets)."""
+  total = jnp.zeros(x.shape[:1], x.dtype)
+  for layer in (reversed(layers) if generate else layers):
+    x, log_det = layer(x, generate)
+    total = total + log_det
+  return x, total
+
+
+def elementwise_transform(name: str, num_bins: int, bound: float):
+  """(transform, θ post-processing) for a layer's "affine" (log-scale soft-clamped),
+  "additive" or "spline" transform."""
+  if name not in ELEMENTWISE_TRANSFORMS:
+    raise ValueError(f"unknown flow transform {name!r}; choose one of {sorted(ELEMENTWISE_TRANSFORMS)}")
+  transform = ELEMENTWISE_TRANSFORMS[name](num_bins, bound)
+  return transform, (clamp_log_scale if name == "affine" else (lambda theta: theta))
+
+
+ELEMENTWISE_TRANSFORMS: Mapping[str, Callable[[int, float], bij.ElementwiseTransform]] = {
+    "affine": lambda num_bins, bound: bij.AFFINE,
+    "additive": lambda num_bins, bound: bij.ADDITIVE,
+    "spline": bij.spline,
+}
+
+
 class ActNorm(nn.Module):
   """Per-channel affine layer with Glow's data-dependent init on the first batch it sees."""
   event_ndims: int = 1
 
   @nn.compact
   def __call__(self, x, generate: bool = False):
-    initial = bij.actnorm_init(x, self.event_ndims) if self.is_initializing() and not generate else None
+    initial = bij.actnorm_init(x) if self.is_initializing() and not generate else None
     c = x.shape[-1]
     bias = self.param("bias", lambda _: initial["bias"] if initial else jnp.zeros(c, x.dtype))
     log_scale = self.param("log_scale",
@@ -163,10 +186,9 @@ class InvertibleLinear(nn.Module):
       params = {name: self.param(name, lambda _, v=value: jnp.asarray(v, x.dtype))
                 for name, value in trainable.items()}
       params.update({name: np.asarray(v) for name, v in constants.items()})
-    else:
-      w0 = constants["permutation"] @ (np.tril(trainable["lower"], -1) + np.eye(c)) @ (
-          np.triu(trainable["upper"], 1) + np.diag(constants["sign"] * np.exp(trainable["log_scale"])))
-      params = {"weight": self.param("weight", lambda _: jnp.asarray(w0, x.dtype))}
+    else:  # the same rotation as one plain matrix
+      params = {"weight": self.param("weight", lambda _: bij.conv1x1_weight(
+          {**trainable, **constants}).astype(x.dtype))}
     return _run(bij.conv1x1(self.event_ndims), params, x, generate)
 
 
@@ -186,12 +208,10 @@ class Coupling(nn.Module):
     event_shape = x.shape[x.ndim - event_ndims:]
     mask = (bij.checkerboard_mask if self.mask == "checkerboard" else bij.channel_mask)(
         event_shape, self.parity)
-    transform = {"affine": bij.AFFINE, "additive": bij.ADDITIVE,
-                 "spline": bij.spline(self.num_bins, self.bound)}[self.transform]
-    p = transform.num_params()
+    transform, post = elementwise_transform(self.transform, self.num_bins, self.bound)
+    p = transform.num_params
     net = (ConditionerMLP(tuple(self.hidden_sizes), p, tuple(float(v) for v in mask))
            if event_ndims == 1 else ConditionerCNN(self.hidden_sizes[0], p))
-    post = clamp_log_scale if self.transform == "affine" else (lambda theta: theta)
     layer = bij.coupling(mask, lambda _, xm: post(net(xm)), transform, event_ndims)
     return _run(layer, None, x, generate)
 
@@ -209,10 +229,9 @@ class Autoregressive(nn.Module):
   @nn.compact
   def __call__(self, x, generate: bool = False):
     dim = x.shape[-1]
-    transform = {"affine": bij.AFFINE, "spline": bij.spline(self.num_bins, self.bound)}[self.transform]
+    transform, post = elementwise_transform(self.transform, self.num_bins, self.bound)
     order = tuple(range(dim))[::-1] if self.reverse_order else None
-    made = MADE(tuple(self.hidden_sizes), transform.num_params(), order, zero_init_output=True)
-    post = clamp_log_scale if self.transform == "affine" else (lambda theta: theta)
+    made = MADE(tuple(self.hidden_sizes), transform.num_params, order, zero_init_output=True)
     make = bij.inverse_autoregressive if self.inverse else bij.masked_autoregressive
     layer = make(lambda _, v: post(made(v)), transform, dim)
     return _run(layer, None, x, generate)
@@ -250,19 +269,11 @@ class Flow(nn.Module):
   layers: Sequence[nn.Module]
 
   def __call__(self, x, start: int = 0):
-    total = jnp.zeros(x.shape[:1], x.dtype)
-    for layer in self.layers[start:]:
-      x, log_det = layer(x)
-      total = total + log_det
-    return x, total
+    return run_layers(self.layers[start:], x)
 
   def generate(self, z, stop: int = 0):
     """z -> x through layers in reverse; `stop=k` ends at the k-th intermediate variable."""
-    total = jnp.zeros(z.shape[:1], z.dtype)
-    for layer in reversed(self.layers[stop:]):
-      z, log_det = layer(z, generate=True)
-      total = total + log_det
-    return z, total
+    return run_layers(self.layers[stop:], z, generate=True)
 
 
 def _coupling_layers(transform):
@@ -319,11 +330,7 @@ class GlowStep(nn.Module):
                    Coupling("affine", "channel", self.parity, (self.hidden_channels,))]
 
   def __call__(self, x, generate: bool = False):
-    total = jnp.zeros(x.shape[:1], x.dtype)
-    for layer in (reversed(self.layers) if generate else self.layers):
-      x, log_det = layer(x, generate)
-      total = total + log_det
-    return x, total
+    return run_layers(self.layers, x, generate)
 
 
 def glow_latent_shapes(image_shape: Sequence[int], levels: int):
@@ -359,10 +366,8 @@ class Glow(nn.Module):
     outputs = []
     h = y
     for level, block in enumerate(self.blocks):
-      h = bij.squeeze(h)
-      for step in block:
-        h, log_det = step(h)
-        total = total + log_det
+      h, log_det = run_layers(block, bij.squeeze(h))
+      total = total + log_det
       if level < self.levels - 1:
         half = h.shape[-1] // 2
         outputs.append(h[..., :half].reshape(h.shape[0], -1))
@@ -379,9 +384,8 @@ class Glow(nn.Module):
     for level in reversed(range(self.levels)):
       if level < self.levels - 1:
         h = jnp.concatenate([parts[level], h], axis=-1)
-      for step in reversed(self.blocks[level]):
-        h, log_det = step(h, generate=True)
-        total = total + log_det
+      h, log_det = run_layers(self.blocks[level], h, generate=True)
+      total = total + log_det
       h = bij.unsqueeze(h)
     return h, total
 
@@ -393,7 +397,7 @@ class LogitNormalDequantizer(nn.Module):
 
   @nn.compact
   def __call__(self, bins, eps):
-    x = bins / 255.0 - 0.5
+    x = bins / PIXEL_MAX - 0.5
     h = nn.relu(nn.Conv(self.hidden_channels, (3, 3), padding="SAME")(x))
     h = nn.relu(nn.Conv(self.hidden_channels, (3, 3), padding="SAME")(h))
     out = nn.Conv(2 * x.shape[-1], (3, 3), padding="SAME", kernel_init=nn.initializers.zeros)(h)

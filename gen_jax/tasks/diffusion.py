@@ -34,7 +34,7 @@ from gen_jax.diffusion import gaussian, losses, samplers, sde as sde_lib, vdm
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
-from gen_jax.metrics.likelihood import nats_to_bpd
+from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import diffusion as nets
 from gen_jax.training import Density, Task, plots, train
 
@@ -454,9 +454,7 @@ def make_task(config, dataset) -> Task:
   def _summarize(values, prefix=""):
     out = {}
     for name, v in values.items():
-      v = np.concatenate(v)
-      out[prefix + name] = float(v.mean())
-      out[prefix + name + "_sem"] = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+      out[prefix + name], out[prefix + name + "_sem"] = mean_and_sem(np.concatenate(v))
     return out
 
   def evaluate(params, dataset, key, final):

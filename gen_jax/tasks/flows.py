@@ -15,7 +15,6 @@ intermediate densities from z to x, layer by layer (the thesis's Figure 2.2).
 
 from __future__ import annotations
 
-import math
 import os
 
 import jax
@@ -27,7 +26,8 @@ from gen_jax.flows import bijectors as bij
 from gen_jax.flows import density as flow_density
 from gen_jax.flows import dequantization as deq
 from gen_jax.keys import fold_in_indices
-from gen_jax.metrics.likelihood import nats_to_bpd
+from gen_jax.data.transforms import to_unit_interval
+from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import flows as flow_nets
 from gen_jax.training import Density, Task, plots, train
 
@@ -89,13 +89,13 @@ def points_task(config, dataset) -> Task:
     raise ValueError(f"data.transforms={list(config.data.transforms)} on 2-D points: flows model "
                      "the raw coordinates; set data.transforms=()")
   check_model_config(m, int(np.prod(dataset.element_shape)))
+  check_points(dataset.train.gather(np.arange(len(dataset.train)))["x"], dataset.name)
   layers = flow_nets.vector_flow_layers(m.kind, int(m.num_layers), tuple(m.hidden_sizes),
                                         int(m.num_bins), float(m.bound))
   model = flow_nets.Flow(layers)
   event_shape = tuple(dataset.element_shape)
   num_init = min(int(m.init_examples), len(dataset.train))
   init_batch = np.asarray(dataset.train.gather(np.arange(num_init))["x"], np.float32)
-  check_points(init_batch, dataset.name)
   data = np.asarray(dataset.test.gather(np.arange(min(FIGURE_POINTS, len(dataset.test))))["x"])
   limit = PLOT_LIMIT * float(np.abs(data).max())
 
@@ -127,9 +127,7 @@ def points_task(config, dataset) -> Task:
     metrics = {}
     for name, parts in values.items():
       if parts:
-        v = np.concatenate(parts)
-        metrics[name] = float(v.mean())
-        metrics[f"{name}_sem"] = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+        metrics[name], metrics[f"{name}_sem"] = mean_and_sem(np.concatenate(parts))
     metrics["num_examples"] = int(sum(len(p) for p in values["nll"]))
     if final:
       metrics["density_integral"] = density_integral(params)
@@ -210,10 +208,9 @@ def points_task(config, dataset) -> Task:
 
   density = Density(lambda params, x, keys: log_prob_batch(params, x),
                     f"exact (change of variables through the {m.kind} flow)")
-  return Task(name=f"flow/{m.kind}", init=init, loss_fn=loss_fn,
-              check_data=lambda x: check_points(x, dataset.name), evaluate=evaluate,
-              write_figures=write_figures, density=density,
-              sample=lambda params, keys: sample_at(params, keys),
+  # The whole training split was checked above, so the trainer's first-batch check is not needed.
+  return Task(name=f"flow/{m.kind}", init=init, loss_fn=loss_fn, evaluate=evaluate,
+              write_figures=write_figures, density=density, sample=sample_at,
               sample_at_temperature=sample_at)
 
 
@@ -265,8 +262,8 @@ def image_task(config, dataset) -> Task:
   dequantize_fn = deq.uniform_dequantizer if m.dequantization == "uniform" else \
       deq.variational_dequantizer(lambda params, bins, eps: model.apply(params, bins, eps, method="noise"))
   num_init = min(int(m.init_examples), len(dataset.train))
-  init_images = np.asarray(dataset.train.gather(np.arange(num_init))["x"], np.float32) / deq.PIXEL_MAX
-  init_bins = np.round(init_images * deq.PIXEL_MAX)
+  init_images = np.asarray(to_unit_interval(dataset.train.gather(np.arange(num_init))["x"]))
+  init_bins = np.asarray(deq.to_bins(init_images))
   init_noise = np.random.default_rng(int(config.seed)).uniform(size=init_bins.shape)
   init_y = np.asarray(deq.logit_preprocess(jnp.asarray((init_bins + init_noise) / deq.PIXEL_BINS,
                                                        jnp.float32))[0])
@@ -295,11 +292,11 @@ def image_task(config, dataset) -> Task:
     values = []
     for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
       mask = batch.pop("mask")
-      x = jnp.asarray(batch["x"], jnp.float32) / deq.PIXEL_MAX
+      x = to_unit_interval(jnp.asarray(batch["x"]))
       values.append(np.asarray(nll_batch(params, x, fold_in_indices(key, batch["id"])))[mask])
     v = np.concatenate(values)
-    sem = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
-    return {"nll": float(v.mean()), "nll_sem": sem, "nll_bpd": float(nats_to_bpd(v.mean(), num_dims)),
+    mean, sem = mean_and_sem(v)
+    return {"nll": mean, "nll_sem": sem, "nll_bpd": float(nats_to_bpd(mean, num_dims)),
             "nll_bpd_sem": float(nats_to_bpd(sem, num_dims)), "num_examples": int(len(v))}
 
   def write_figures(params, dataset, prefix, key, final):
@@ -317,15 +314,12 @@ def image_task(config, dataset) -> Task:
       "the dequantization noise per row)", "unit", continuous=False)
   return Task(name=f"flow/glow-{m.dequantization}", init=init, loss_fn=loss_fn, check_data=check_pixels,
               evaluate=evaluate, write_figures=write_figures, density=density,
-              sample=lambda params, keys: sample_at(params, keys),
-              sample_at_temperature=sample_at)
+              sample=sample_at, sample_at_temperature=sample_at)
 
 
 def train_and_evaluate(config, workdir: str, stop_after_step: int | None = None):
   """Trains the configured flow in `workdir` (resuming if it holds a checkpoint), writes
   figures and eval.json, and returns the TrainResult."""
   dataset = load_dataset(config.data)
-  if dataset.kind == "points":
-    check_points(dataset.train.gather(np.arange(len(dataset.train)))["x"], dataset.name)
   task = make_task(config, dataset)
   return train(task, config, workdir, dataset, stop_after_step)
