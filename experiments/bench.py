@@ -6,6 +6,8 @@ r"""Throughput benchmarks (not tests): train steps/s and examples/s of a family'
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.bench fsdp_memory \
       --config=experiments/configs/diffusion.py
   python -m experiments.bench peers [--peer_rounds=7] [--peer_comparisons=mlp_vae,conv_vae,unet]
+  python -m experiments.bench autoregressive_sampling \
+      --config=experiments/configs/autoregressive_mnist5k.py --sample_batches=8
 
 `vae`: times the jitted, sharded, donated train step on the configured data (after
 compilation and warm-up), with the host input pipeline included.
@@ -14,6 +16,8 @@ scikit-learn's BernoulliRBM with the same settings, in interleaved rounds of one
 the achieved GFLOP/s as a fraction of this machine's measured float32 matmul peak.
 `diffusion`: train steps/s of the configured model, then DDIM-50 samples/s of the package's
 compiled sampler against the same sampler as a Python loop over a jitted step.
+`autoregressive_sampling`: the causal transformer's KV-cached sampling against a full pass per
+token at the data's sequence length, and PixelCNN++ samples/s.
 `fsdp_memory`: per-device parameter, optimizer and EMA bytes under mesh.fsdp = 1, 2, 4, 8.
 `peers`: train steps against a bare jitted loop and PyTorch (MLP and conv VAEs, the DDPM
 U-Net), in interleaved rounds (`experiments.bench_peers`; needs the `bench` extra).
@@ -247,6 +251,53 @@ def bench_fsdp_memory(config):
     fsdp *= 2
 
 
+def time_draws(fn, keys, repeats: int) -> float:
+  """Seconds per call of fn(keys) after one untimed (compiling) call."""
+  jax.block_until_ready(fn(keys))
+  time.sleep(SETTLE_SECONDS)
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(fn(keys))
+  return (time.perf_counter() - start) / repeats
+
+
+def bench_autoregressive_sampling(config):
+  """The causal transformer's sampling with its KV cache against full passes, at the config's
+  sequence length (784 for mnist5k), and PixelCNN++ samples/s; untrained parameters (speed
+  does not depend on them), batch `--sample_batches[-1]`."""
+  from gen_jax.autoregressive import likelihood
+  from gen_jax.keys import fold_in_indices
+  from gen_jax.tasks import autoregressive
+  dataset = load_dataset(config.data)
+  m = config.model
+  length = int(np.prod(dataset.element_shape))
+  batch = int(_SAMPLE_BATCHES.value[-1])
+  keys = fold_in_indices(jax.random.key(1), np.arange(batch))
+  model = autoregressive.build_transformer(m, length, 2)
+  params = model.init(jax.random.key(0), jnp.zeros((1, length), jnp.int32))
+  step = lambda cache, previous, p: model.apply(params, cache, previous, p, method=model.decode)
+  cached = jax.jit(lambda k: likelihood.sample_with_cache(
+      step, model.init_cache(batch), likelihood.draw_categorical, k, length))
+  uncached = jax.jit(lambda k: likelihood.sample_in_order(
+      lambda t: model.apply(params, t), likelihood.draw_categorical, k, (length,), jnp.int32))
+  timings = {"KV cache (one cached step per token)": time_draws(cached, keys, _SAMPLE_REPEATS.value),
+             "no cache (a full pass per token)": time_draws(uncached, keys, 1)}
+  same = bool(np.array_equal(np.asarray(cached(keys)), np.asarray(uncached(keys))))
+  print(f"transformer ({m.num_layers} blocks, {m.num_heads} heads, width {m.embed_dim}) sampling "
+        f"{length} binary tokens, batch {batch} (identical samples: {same}):")
+  for name, seconds in timings.items():
+    print(f"  {name:40s} {seconds:8.3f} s per batch, {batch / seconds:8.2f} samples/s")
+  print(f"  speed-up of the cache: {timings['no cache (a full pass per token)'] / timings['KV cache (one cached step per token)']:.1f}x")
+  with config.unlocked():
+    config.model.kind, config.data.transforms = "pixelcnn_pp", ()
+  task = autoregressive.make_task(config, dataset)
+  params = task.init(jax.random.key(0), jnp.zeros((1, *dataset.element_shape), jnp.float32))
+  seconds = time_draws(jax.jit(lambda k: task.sample(params, k)), keys, 1)
+  print(f"PixelCNN++ ({m.channels} channels, {m.num_layers} gated layers, {m.num_mixtures} "
+        f"logistics) on {dataset.element_shape} images, batch {batch}: {seconds:.2f} s per batch, "
+        f"{batch / seconds:.2f} samples/s")
+
+
 def bench_peer_comparisons(config):
   """gen_jax's train steps against a bare jitted loop and PyTorch (experiments.bench_peers)."""
   del config  # each comparison builds its own
@@ -254,6 +305,7 @@ def bench_peer_comparisons(config):
 
 
 BENCHMARKS = {"vae": bench_vae, "rbm": bench_rbm, "diffusion": bench_diffusion,
+              "autoregressive_sampling": bench_autoregressive_sampling,
               "fsdp_memory": bench_fsdp_memory, "peers": bench_peer_comparisons}
 
 

@@ -28,6 +28,8 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 BOLTZMANN_START, BOLTZMANN_END = "<!-- boltzmann-results:start -->", "<!-- boltzmann-results:end -->"
 DIFFUSION_START, DIFFUSION_END = "<!-- diffusion-results:start -->", "<!-- diffusion-results:end -->"
 FLOWS_START, FLOWS_END = "<!-- flows-results:start -->", "<!-- flows-results:end -->"
+AUTOREGRESSIVE_START, AUTOREGRESSIVE_END = ("<!-- autoregressive-results:start -->",
+                                            "<!-- autoregressive-results:end -->")
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -312,10 +314,12 @@ FLOW_IMAGE_RUNS = (("digits", "Glow, 2 levels x 6 steps, uniform dequantization"
                    ("mnist5k", "Glow, 2 levels x 4 steps, uniform dequantization"))
 
 
-def _flow_row(runs_dir: str, name: str, config_arg: str, leading: str, cells, num_cells: int) -> str:
-  """One table row of a flow run: `leading` cells, then cells(eval.json), steps, time, command."""
+def launched_row(launcher: str, runs_dir: str, name: str, config_arg: str, leading: str, cells,
+                 num_cells: int) -> str:
+  """One table row of a run of experiments.<launcher>: `leading` cells, then cells(eval.json),
+  steps, time, command."""
   workdir = os.path.join(runs_dir, name)
-  command = f"`python -m experiments.flows --workdir={workdir} --config={config_arg}`"
+  command = f"`python -m experiments.{launcher} --workdir={workdir} --config={config_arg}`"
   ev = _load(os.path.join(workdir, "eval.json"))
   if ev is None:
     return f"| {leading} | (not run) |{' |' * (num_cells + 1)} {command} |"
@@ -335,13 +339,13 @@ def _flow_image_cells(ev):
 def flows_table(runs_dir: str) -> str:
   lines = ["| data | flow | test NLL (nats) | true NLL of the same points | gap | ∫ p over the grid | "
            "steps | training time | command |", "|---|---|---|---|---|---|---|---|---|"]
-  lines += [_flow_row(runs_dir, f"flow_{kind}_{density}",
+  lines += [launched_row("flows", runs_dir, f"flow_{kind}_{density}",
                       f"experiments/configs/flows_2d.py:{density} --config.model.kind={kind}",
                       f"{density} | {kind}", _flow_points_cells, 4)
             for density in FLOW_DENSITIES for kind in FLOW_KINDS]
   lines += ["", "| data | flow | test bound (bits/dim) | test images | steps | training time | command |",
             "|---|---|---|---|---|---|---|"]
-  lines += [_flow_row(runs_dir, f"flow_glow_{dataset}", f"experiments/configs/flows_{dataset}.py",
+  lines += [launched_row("flows", runs_dir, f"flow_glow_{dataset}", f"experiments/configs/flows_{dataset}.py",
                       f"{dataset} | {title}", _flow_image_cells, 2)
             for dataset, title in FLOW_IMAGE_RUNS]
   return "\n".join(lines)
@@ -353,6 +357,55 @@ FLOW_FIGURES = tuple((f"flow_{kind}_{density}", "samples/final_density.png",
     ("flow_spline_eight_gaussians", "samples/final_chain.png", "flows_spline_eight_gaussians_chain.png"),
     ("flow_glow_digits", "samples/final_samples_by_temperature.png", "flows_glow_digits_temperatures.png"),
     ("flow_glow_mnist5k", "samples/final_samples_by_temperature.png", "flows_glow_mnist5k_temperatures.png"))
+
+
+# Autoregressive runs: (workdir, config argument, data label, model label).
+AR_MNIST5K = "experiments/configs/autoregressive_mnist5k.py"
+AR_DIGITS = "experiments/configs/autoregressive_digits.py"
+AR_IMAGE_RUNS = tuple(
+    (f"ar_mnist5k_{kind}", f"{AR_MNIST5K} --config.model.kind={kind}{steps}", "mnist5k, binarized", kind)
+    for kind, steps in (("fvsbn", ""), ("fixed_order", ""), ("made", ""), ("nade", ""),
+                        ("gru", " --config.train.num_steps=1000"),
+                        ("pixelcnn", " --config.train.num_steps=1000"))) + tuple(
+    (f"ar_digits_{kind}", f"{AR_DIGITS} --config.model.kind={kind}", "digits, binarized", kind)
+    for kind in ("fvsbn", "fixed_order", "made", "nade", "gru", "lstm", "pixelcnn", "transformer")) + (
+    ("ar_digits_cond_pixelcnn", f"{AR_DIGITS}:conditional --config.model.kind=pixelcnn", "digits, binarized",
+     "pixelcnn, class-conditional (marginal over the 10 labels)"),) + tuple(
+    (f"ar_digits8_{kind}", f"{AR_DIGITS}:8bit --config.model.kind={kind}", "digits, 8-bit", kind)
+    for kind in ("pixelcnn_pp", "transformer_8bit"))
+AR_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
+
+
+def _ar_binary_cells(ev):
+  return f"{ev['nll']:.2f} ± {ev['nll_sem']:.2f} | {ev['nll_bpd']:.4f} | {ev['num_examples']:,}"
+
+
+def _ar_points_cells(ev):
+  return (f"{ev['nll']:.3f} ± {ev['nll_sem']:.3f} | {ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | "
+          f"{ev['nll'] - ev['data_nll']:+.3f}")
+
+
+def autoregressive_table(runs_dir: str) -> str:
+  lines = ["| data | model | exact test NLL (nats) | bits/dim | test images | steps | training time | command |",
+           "|---|---|---|---|---|---|---|---|"]
+  lines += [launched_row("autoregressive", runs_dir, name, config_arg, f"{data} | {model}", _ar_binary_cells, 3)
+            for name, config_arg, data, model in AR_IMAGE_RUNS]
+  lines += ["", "| data | model | test NLL (nats) | true NLL of the same points | gap | steps | training time | command |",
+            "|---|---|---|---|---|---|---|---|"]
+  lines += [launched_row("autoregressive", runs_dir, f"ar_2d_{density}",
+                         f"experiments/configs/autoregressive_2d.py:{density}",
+                         f"{density} | mixture_made", _ar_points_cells, 3) for density in AR_DENSITIES]
+  return "\n".join(lines)
+
+
+AR_FIGURES = (("ar_mnist5k_pixelcnn", "samples/final_samples.png", "autoregressive_pixelcnn_mnist5k_samples.png"),
+              ("ar_mnist5k_made", "samples/final_samples.png", "autoregressive_made_mnist5k_samples.png"),
+              ("ar_digits8_pixelcnn_pp", "samples/final_samples.png", "autoregressive_pixelcnn_pp_digits_samples.png"),
+              ("ar_digits8_transformer_8bit", "samples/final_samples.png",
+               "autoregressive_transformer_8bit_digits_samples.png"),
+              ("ar_digits_cond_pixelcnn", "samples/final_samples_by_class.png",
+               "autoregressive_pixelcnn_digits_by_class.png"),
+              ("ar_2d_checkerboard", "samples/final_density.png", "autoregressive_mixture_made_checkerboard.png"))
 
 
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.
@@ -444,8 +497,17 @@ def write_flows_table(runs_dir: str, readme: str, root: str) -> str:
   return text
 
 
+def write_autoregressive_table(runs_dir: str, readme: str, root: str) -> str:
+  text = autoregressive_table(runs_dir)
+  if readme:
+    copy_named_figures(runs_dir, root, AR_FIGURES)  # shown below the table by name
+    rewrite_readme(readme, text, AUTOREGRESSIVE_START, AUTOREGRESSIVE_END)
+  return text
+
+
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
-          "diffusion": write_diffusion_table, "flows": write_flows_table}
+          "diffusion": write_diffusion_table, "flows": write_flows_table,
+          "autoregressive": write_autoregressive_table}
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
 
 

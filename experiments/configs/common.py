@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping
 
 import ml_collections
@@ -67,6 +68,41 @@ def tiny_run(c: ml_collections.ConfigDict):
   c.train.log_every = 10
   c.train.checkpoint_every = 20
   c.train.sample_every = 20
+
+
+def points_config(family: str) -> ml_collections.ConfigDict:
+  """The trainer part of a 2-D density experiment: eight_gaussians (a variant per density, see
+  `density_variants`), raw coordinates, global batch 256, 20,000 steps, logged every 200,
+  checkpointed every 5,000, evaluated on the test points in batches of 1,000."""
+  c = trainer_defaults()
+  c.family = family
+  c.data.name = "eight_gaussians"
+  c.data.transforms = ()
+  c.train.num_steps = 20_000
+  c.train.batch_size = 256
+  c.train.log_every = 200
+  c.train.checkpoint_every = 5_000
+  c.train.sample_every = 0
+  c.eval.batch_size = 1_000
+  return c
+
+
+def points_smoke(c: ml_collections.ConfigDict):
+  """`tiny_run` on 2,000 training and 200 test points, with 5 warm-up steps."""
+  tiny_run(c)
+  c.data.train_size = 2_000
+  c.data.test_size = 200
+  c.optim.warmup_steps = 5
+
+
+def density_variants() -> dict:
+  """A variant per 2-D density of gen_jax.data.densities, setting data.name."""
+  from gen_jax.data.densities import DENSITIES
+
+  def use(name, c):
+    c.data.name = name
+
+  return {name: functools.partial(use, name) for name in DENSITIES}
 
 
 def apply_variants(config: ml_collections.ConfigDict, arg: str,

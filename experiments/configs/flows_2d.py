@@ -13,12 +13,9 @@ checkerboard, two_moons, swiss_roll, rings) and `:smoke`.
 
 from __future__ import annotations
 
-import functools
-
 import ml_collections
 
 from experiments.configs import common
-from gen_jax.data.densities import DENSITIES
 
 
 def model_defaults() -> ml_collections.ConfigDict:
@@ -36,27 +33,10 @@ def smoke(c):
   c.model.num_layers = 2
   c.model.hidden_sizes = (16,)
   c.model.init_examples = 64
-  common.tiny_run(c)
-  c.data.train_size = 2_000
-  c.data.test_size = 200
-  c.optim.warmup_steps = 5
-
-
-def use_density(name, c):
-  c.data.name = name
+  common.points_smoke(c)
 
 
 def get_config(arg: str = ""):
-  c = common.trainer_defaults()
-  c.family = "flows"
-  c.data.name = "eight_gaussians"
-  c.data.transforms = ()
+  c = common.points_config("flows")
   c.model = model_defaults()
-  c.train.num_steps = 20_000
-  c.train.batch_size = 256
-  c.train.log_every = 200
-  c.train.checkpoint_every = 5_000
-  c.train.sample_every = 0
-  c.eval.batch_size = 1_000
-  variants = {name: functools.partial(use_density, name) for name in DENSITIES}
-  return common.apply_variants(c, arg, {**variants, "smoke": smoke})
+  return common.apply_variants(c, arg, {**common.density_variants(), "smoke": smoke})

@@ -156,23 +156,7 @@ def points_task(config, dataset) -> Task:
     if dataset.log_prob is not None:
       panels.append(("true density", np.exp(np.asarray(dataset.log_prob(jnp.asarray(grid))))))
     panels.append((f"{m.kind} flow density", np.exp(np.asarray(log_prob_batch(params, jnp.asarray(grid))))))
-    plt = plots.pyplot()
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 4))
-    for ax, (title, p) in zip(axes, panels):
-      ax.imshow(p.reshape(FIGURE_GRID, FIGURE_GRID), origin="lower", extent=(-limit, limit, -limit, limit),
-                cmap="viridis")
-      ax.set_title(title, fontsize=9)
-    axes[-1].scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
-    axes[-1].set_xlim(-limit, limit)
-    axes[-1].set_ylim(-limit, limit)
-    axes[-1].set_title(f"{len(samples)} samples", fontsize=9)
-    for ax in axes:
-      ax.set_aspect("equal")
-    fig.suptitle(f"{m.kind} on {dataset.name}")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return plots.save_density_panels(panels, samples, limit, path, f"{m.kind} on {dataset.name}")
 
   def chain_figure(params, key, path):
     """The density of each intermediate variable h_k (h_0 = x, h_K = z), k from K down to 0:

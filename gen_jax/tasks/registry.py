@@ -9,7 +9,7 @@ import os
 from typing import Callable, Mapping, Optional
 
 from gen_jax.data import load_dataset
-from gen_jax.tasks import autoencoders, dbm, dbn, diffusion, flows, hopfield, rbm, sbn
+from gen_jax.tasks import autoencoders, autoregressive, dbm, dbn, diffusion, flows, hopfield, rbm, sbn
 from gen_jax.training import trainer
 from gen_jax.training.workdir import CONFIG_FILE, read_config
 
@@ -25,6 +25,8 @@ class Family:
 
 FAMILIES: Mapping[str, Family] = {
     "autoencoders": Family("autoencoders", autoencoders.train_and_evaluate, autoencoders.make_task),
+    "autoregressive": Family("autoregressive", autoregressive.train_and_evaluate,
+                             autoregressive.make_task),
     "diffusion": Family("diffusion", diffusion.train_and_evaluate, diffusion.make_task),
     "flows": Family("flows", flows.train_and_evaluate, flows.make_task),
     "rbm": Family("rbm", rbm.train_and_evaluate, rbm.make_task),

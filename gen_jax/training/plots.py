@@ -91,3 +91,27 @@ def save_loss_curves(records, path: str, title: str = ""):
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def save_density_panels(panels, samples, limit: float, path: str, title: str = ""):
+  """2-D densities side by side, then a scatter of samples: `panels` are (title, densities on
+  a square grid over [-limit, limit]², rows from the bottom)."""
+  plt = pyplot()
+  fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 4))
+  for ax, (panel_title, p) in zip(axes, panels):
+    side = int(round(math.sqrt(p.size)))
+    ax.imshow(np.asarray(p).reshape(side, side), origin="lower",
+              extent=(-limit, limit, -limit, limit), cmap="viridis")
+    ax.set_title(panel_title, fontsize=9)
+  samples = np.asarray(samples)
+  axes[-1].scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
+  axes[-1].set_xlim(-limit, limit)
+  axes[-1].set_ylim(-limit, limit)
+  axes[-1].set_title(f"{len(samples)} samples", fontsize=9)
+  for ax in axes:
+    ax.set_aspect("equal")
+  fig.suptitle(title)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
