@@ -17,6 +17,8 @@ Comparisons (each side trains the same architecture, with the same parameter cou
   128-128, batch 256) on 8 gaussians against the same architecture in nflows.
 - `maf_density`: the log-density of 10,000 points under `flows_2d`'s MAF (ActNorm + 8 MADE
   layers 128-128; MAF's one-pass direction) against nflows.
+- `made`: a training step of a MADE 784-1024-1024-784 on binarized mnist5k (batch 64) against
+  nflows' MADE of the same widths.
 
 Method: interleaved rounds (the order of the sides reversed every other round), a settle pause
 before each timing (worker threads of the side before go idle), torch at `--torch_threads`
@@ -39,13 +41,15 @@ import optax
 from absl import flags
 
 from experiments.configs import diffusion as diffusion_config, flows_2d as flows_2d_config
+from experiments.configs import autoregressive_mnist5k as autoregressive_config
 from experiments.configs import vae as vae_config
 from gen_jax import nets
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.diffusion import gaussian
 from gen_jax.nets import diffusion as diffusion_nets
 from gen_jax.data import load_dataset
-from gen_jax.tasks import autoencoders, diffusion as diffusion_task, flows as flows_task
+from gen_jax.tasks import autoencoders, autoregressive as autoregressive_task
+from gen_jax.tasks import diffusion as diffusion_task, flows as flows_task
 from gen_jax.training import trainer
 from gen_jax.training.trainer import next_call_length
 
@@ -565,8 +569,39 @@ def maf_density(steps: int, rounds: int):
                 sides, seconds, [(sides[0].name, sides[1].name)])
 
 
+def made(steps: int, rounds: int):
+  """A training step of the binarized-mnist5k MADE (784-1024-1024-784, Bernoulli outputs,
+  batch 64, Adam) against nflows' MADE of the same widths (`num_blocks=1`: its masked layers
+  784->1024, ReLU, 1024->1024, then 1024->784 with no ReLU before it, where gen_jax has one:
+  the same parameters and matrix products), each binarizing its batch in the step."""
+  import torch
+  from nflows.transforms.made import MADE as NflowsMADE
+  config = autoregressive_config.get_config()
+  with config.unlocked():
+    config.train.progress_bar = False
+    config.model.kind = "made"
+    config.model.hidden_sizes = (1024, 1024)
+  dataset = load_dataset(config.data)
+  images = dataset.train.arrays["x"].reshape(len(dataset.train), -1).astype(np.float32) / 255.0
+  torch.manual_seed(0)
+  width = config.model.hidden_sizes[0]
+  model = NflowsMADE(images.shape[1], width, num_blocks=len(config.model.hidden_sizes) - 1,
+                     use_residual_blocks=False)
+
+  def loss(m, x):
+    x = torch.bernoulli(x)
+    return torch.nn.functional.binary_cross_entropy_with_logits(m(x), x, reduction="none").sum(1).mean()
+
+  sides = [trainer_side("gen_jax trainer step", config, dataset, autoregressive_task.make_task),
+           torch_side("nflows MADE (PyTorch)", model, loss,
+                      torch_batches(images, int(config.train.batch_size), False), config.optim.learning_rate)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"MADE on binarized {config.data.name}, batch {config.train.batch_size}, {steps} steps a "
+                f"timing, {rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
+
+
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
-               "realnvp": (realnvp, 200), "maf_density": (maf_density, 20)}
+               "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100)}
 
 
 def run_peers():

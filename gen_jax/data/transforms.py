@@ -63,6 +63,15 @@ def check_binary(x, model_name: str):
                      "add 'static_binarize' or 'dynamic_binarize' to data.transforms")
 
 
+def check_8bit(x, fix: str):
+  """Raises a one-line error (ending in `fix`) unless every value is some k/255 in [0, 1]."""
+  import numpy as np
+  x = np.asarray(x)
+  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1 or not np.allclose(
+      x * PIXEL_MAX, np.round(x * PIXEL_MAX), atol=1e-3):
+    raise ValueError(f"this model is over 8-bit images (values k/255 in [0, 1]): {fix}")
+
+
 def to_unit_interval(x):
   """uint8 pixels -> float32 in [0, 1]; floating inputs are passed through."""
   if jnp.issubdtype(x.dtype, jnp.integer):

@@ -32,7 +32,7 @@ import numpy as np
 from gen_jax.autoregressive import discretized_logistic as dl
 from gen_jax.autoregressive import likelihood
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.data.transforms import PIXEL_MAX, check_binary, to_unit_interval
+from gen_jax.data.transforms import PIXEL_MAX, check_8bit, check_binary
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import MADE, CausalTransformer, PixelCNN
@@ -55,12 +55,14 @@ class ModelKind:
   build(model config, event shape) -> a Flax module; `data` is BINARY, PIXELS or POINTS;
   `flat`: the network takes (batch, D) vectors (else images); `tokens`: integer tokens (a
   transformer or a recurrent net: `init_cache` and `decode` sample one cached step per token);
-  `conditional`: it can take class labels."""
+  `conditional`: it can take class labels; `masked`: a MADE with fixed degrees, so every hidden
+  layer must be at least D - 1 wide."""
   build: Callable
   data: str
   flat: bool = True
   tokens: bool = False
   conditional: bool = False
+  masked: bool = False
 
 
 def num_classes(m) -> int:
@@ -76,7 +78,7 @@ KINDS = {
     "fixed_order": ModelKind(lambda m, d: FixedOrderMLP(int(m.context), tuple(m.window_hidden_sizes)), BINARY),
     "fvsbn": ModelKind(lambda m, d: MADE(hidden_sizes=()), BINARY),
     "nade": ModelKind(lambda m, d: NADE(int(m.hidden_size)), BINARY),
-    "made": ModelKind(lambda m, d: MADE(hidden_sizes=tuple(m.hidden_sizes)), BINARY),
+    "made": ModelKind(lambda m, d: MADE(hidden_sizes=tuple(m.hidden_sizes)), BINARY, masked=True),
     "pixelcnn": ModelKind(lambda m, d: PixelCNN(int(m.channels), int(m.num_layers),
                                                 num_classes=num_classes(m)),
                           BINARY, flat=False, conditional=True),
@@ -93,7 +95,7 @@ KINDS = {
     "transformer_8bit": ModelKind(lambda m, d: build_transformer(m, d, int(PIXEL_MAX) + 1), PIXELS,
                                   tokens=True, conditional=True),
     "mixture_made": ModelKind(lambda m, d: MixtureMADE(tuple(m.hidden_sizes), int(m.num_mixtures)),
-                              POINTS),
+                              POINTS, masked=True),
 }
 
 
@@ -101,14 +103,6 @@ def model_kind(name: str) -> ModelKind:
   if name not in KINDS:
     raise ValueError(f"unknown model.kind {name!r}; choose one of {sorted(KINDS)}")
   return KINDS[name]
-
-
-def check_8bit(x):
-  x = np.asarray(x)
-  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1 or not np.allclose(
-      x * PIXEL_MAX, np.round(x * PIXEL_MAX), atol=1e-3):
-    raise ValueError("this model is over 8-bit images (values k/255 in [0, 1]): set "
-                     "data.transforms=() (no binarization or dequantization)")
 
 
 def check_points(x, name: str):
@@ -133,7 +127,7 @@ def check_config(m, kind: ModelKind, dataset, transforms):
   if kind.data != BINARY and transforms:
     raise ValueError(f"model.kind={m.kind!r} models the raw {wanted}: set data.transforms=()")
   num_dims = math.prod(dataset.element_shape)
-  if m.kind in ("made", "mixture_made") and min(m.hidden_sizes) < num_dims - 1:
+  if kind.masked and min(m.hidden_sizes) < num_dims - 1:
     raise ValueError(f"model.hidden_sizes={tuple(m.hidden_sizes)}: a MADE over {num_dims} "
                      f"dimensions needs every hidden layer at least {num_dims - 1} wide")
   if num_classes(m) and not kind.conditional:
@@ -287,7 +281,8 @@ def make_task(config, dataset) -> Task:
                                  f"exact (the chain rule through the {m.kind}"
                                  + (f"; log (1/{classes}) Σ_y p(x | y) over the classes)" if classes else ")"),
                                  "binary" if kind.data == BINARY else "unit", continuous=False)
-    check_data = (lambda x: check_binary(x, m.kind)) if kind.data == BINARY else check_8bit
+    check_data = (lambda x: check_binary(x, m.kind)) if kind.data == BINARY else \
+        (lambda x: check_8bit(x, "set data.transforms=() (no binarization or dequantization)"))
   return Task(name=f"autoregressive/{m.kind}", init=init, loss_fn=loss_fn, check_data=check_data,
               evaluate=evaluate, write_figures=write_figures, sample=sample, density=density)
 

@@ -26,7 +26,7 @@ from gen_jax.flows import bijectors as bij
 from gen_jax.flows import density as flow_density
 from gen_jax.flows import dequantization as deq
 from gen_jax.keys import fold_in_indices
-from gen_jax.data.transforms import to_unit_interval
+from gen_jax.data.transforms import check_8bit, to_unit_interval
 from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import flows as flow_nets
 from gen_jax.training import Density, Task, plots, train
@@ -225,11 +225,8 @@ def check_image_config(m, image_shape, data_name: str):
 
 
 def check_pixels(x):
-  x = np.asarray(x)
-  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1 or not np.allclose(
-      x * deq.PIXEL_MAX, np.round(x * deq.PIXEL_MAX), atol=1e-3):
-    raise ValueError("image flows model 8-bit images (values k/255 in [0, 1]) and dequantize them "
-                     "in the loss: set data.transforms=() (no binarization or dequantization)")
+  check_8bit(x, "image flows dequantize them in the loss: set data.transforms=() (no binarization "
+                "or dequantization)")
 
 
 def image_task(config, dataset) -> Task:
