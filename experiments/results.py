@@ -369,10 +369,16 @@ AR_IMAGE_RUNS = tuple(
                         ("pixelcnn", " --config.train.num_steps=1000"))) + tuple(
     (f"ar_digits_{kind}", f"{AR_DIGITS} --config.model.kind={kind}", "digits, binarized", kind)
     for kind in ("fvsbn", "fixed_order", "made", "nade", "gru", "lstm", "pixelcnn", "transformer")) + (
+    ("ar_mnist5k_made8", f"{AR_MNIST5K} --config.model.kind=made --config.model.num_masks=8",
+     "mnist5k, binarized", "made, 8 orderings (order-agnostic; the ensemble's density)"),
+    ("ar_digits_made8", f"{AR_DIGITS} --config.model.kind=made --config.model.num_masks=8",
+     "digits, binarized", "made, 8 orderings (order-agnostic; the ensemble's density)"),
     ("ar_digits_cond_pixelcnn", f"{AR_DIGITS}:conditional --config.model.kind=pixelcnn", "digits, binarized",
      "pixelcnn, class-conditional (marginal over the 10 labels)"),) + tuple(
     (f"ar_digits8_{kind}", f"{AR_DIGITS}:8bit --config.model.kind={kind}", "digits, 8-bit", kind)
-    for kind in ("pixelcnn_pp", "transformer_8bit"))
+    for kind in ("pixelcnn_pp", "transformer_8bit")) + (
+    ("ar_mnist5k8_pixelcnn_pp", f"{AR_MNIST5K}:8bit --config.model.kind=pixelcnn_pp --config.train.num_steps=1000",
+     "mnist5k, 8-bit", "pixelcnn_pp"),)
 AR_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
 
 

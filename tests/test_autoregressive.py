@@ -20,7 +20,7 @@ from gen_jax import autoregressive as ar
 from gen_jax.autoregressive import discretized_logistic as dl
 from gen_jax.autoregressive import likelihood
 from gen_jax.nets import MADE, CausalTransformer, PixelCNN, PixelRNN
-from gen_jax.nets.autoregressive import NADE, FixedOrderMLP
+from gen_jax.nets.autoregressive import NADE, FixedOrderMLP, OrderAgnosticMADE, made_orderings
 from gen_jax.tasks import autoregressive
 from tests.helpers import FEW_STEPS, with_overrides
 
@@ -194,6 +194,37 @@ def test_autoregressive_property_by_jacobian(name):
   assert np.all(jac[before] > 0.0)
 
 
+def test_order_agnostic_made_follows_each_ordering_and_its_ensemble_is_normalised():
+  """Under ordering k, ∂ logit_i / ∂ x_j ≠ 0 exactly when j comes before i in order_k; the
+  ensemble (1/K) Σ_k p_k sums to one over all 2⁵ vectors; sampling under one ordering reproduces
+  its probabilities, where the canvas is filled in that ordering."""
+  dim, num_masks = 5, 3
+  model = OrderAgnosticMADE(hidden_sizes=(32,), num_masks=num_masks)
+  orders = made_orderings(dim, num_masks)
+  assert np.array_equal(orders[0], np.arange(dim)) and not np.array_equal(orders[1], orders[0])
+  params = model.init(jax.random.key(0), jnp.zeros((1, dim)), jnp.zeros(1, jnp.int32))
+  params = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.key(3), p.shape), params)
+  xs = jax.random.normal(jax.random.key(1), (4, dim))
+  for k in range(num_masks):
+    jac = jax.vmap(jax.jacfwd(lambda v: model.apply(params, v[None], jnp.array([k]))[0]))(xs)
+    rank = np.argsort(orders[k])                       # rank[i]: step at which x_i is drawn
+    before = rank[None, :] < rank[:, None]             # [i, j]: j drawn before i
+    np.testing.assert_array_equal(np.abs(np.asarray(jac)).max(0) > 0, before)
+  x = binary_vectors(dim)
+  per_mask = jnp.stack([likelihood.bernoulli_log_likelihood(
+      model.apply(params, x, jnp.full(len(x), k)), x) for k in range(num_masks)])
+  np.testing.assert_allclose(jnp.exp(per_mask).sum(1), 1.0, rtol=1e-5)
+  n = 20_000
+  keys = jax.random.split(jax.random.key(2), n)
+  samples = jax.jit(lambda keys: likelihood.sample_in_order(
+      lambda c: model.apply(params, c, jnp.full(n, 1)), likelihood.draw_bernoulli, keys, (dim,),
+      orders=jnp.broadcast_to(jnp.asarray(orders[1]), (n, dim))))(keys)
+  index = np.asarray(samples).astype(int) @ (2 ** np.arange(dim)[::-1])
+  frequencies = np.bincount(index, minlength=2 ** dim) / n
+  p = np.exp(np.asarray(per_mask[1], np.float64))
+  assert 0.5 * np.abs(frequencies - p).sum() < 1.5 * 0.5 * np.sum(np.sqrt(2 * p * (1 - p) / (np.pi * n)))
+
+
 TOKEN_NETWORKS = {
     "transformer": lambda vocab, length, classes=0: CausalTransformer(
         num_layers=2, num_heads=2, embed_dim=16, vocab_size=vocab, max_len=length, num_classes=classes),
@@ -328,6 +359,7 @@ def test_class_conditional_smoke_run_scores_the_exact_marginal(tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     ({"model.kind": "wavenet"}, "unknown model.kind 'wavenet'"),
     ({"model.kind": "made", "model.num_classes": 10}, "takes no labels"),
+    ({"model.kind": "nade", "model.num_masks": 4}, "orderings apply to model.kind='made' only"),
     ({"model.num_classes": 20}, "has 10 classes: a class-conditional model needs labelled data"),
     ({"data.transforms": ()}, "models binary images: add 'dynamic_binarize'"),
     ({"model.kind": "pixelcnn_pp"}, "models the raw 8-bit images: set data.transforms=()"),

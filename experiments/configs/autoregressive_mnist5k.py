@@ -28,6 +28,7 @@ def model_defaults() -> ml_collections.ConfigDict:
   m.context = 56              # fixed_order: previous pixels seen (two rows of 28)
   m.window_hidden_sizes = (128,)  # fixed_order: the MLP shared by every position
   m.hidden_sizes = (1024,)    # made (a MADE needs every layer >= D - 1 wide)
+  m.num_masks = 1             # made: > 1 orderings (order-agnostic training, ensemble at test time)
   m.hidden_size = 500         # nade
   m.rnn_hidden_size = 128     # gru, lstm
   m.channels = 32             # pixelcnn, pixelcnn_pp: feature maps of both stacks

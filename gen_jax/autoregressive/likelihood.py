@@ -69,20 +69,27 @@ def event_layout(event_shape) -> tuple[int, int]:
   return math.prod(event_shape[:-1]), event_shape[-1]
 
 
-def sample_in_order(outputs_fn: Callable, draw_fn: Callable, keys, event_shape, dtype=jnp.float32):
+def sample_in_order(outputs_fn: Callable, draw_fn: Callable, keys, event_shape, dtype=jnp.float32,
+                    orders=None):
   """x ~ Π_p p(x_p | x_<p) by one full pass of `outputs_fn` per position, in a fori_loop.
 
   outputs_fn(x (n, *event_shape)) -> (n, *positions, outputs per position); draw_fn(key,
   outputs at one position (O,)) -> the position's values (C,). Entries not yet drawn are 0.
+  `orders` (n, positions): the position example n draws at each step (default: 0, 1, ...);
+  position p always draws from fold_in(keys[n], p).
   """
   n = keys.shape[0]
   positions, per_position = event_layout(tuple(event_shape))
+  rows = jnp.arange(n)
+  if orders is None:
+    orders = jnp.broadcast_to(jnp.arange(positions), (n, positions))
 
-  def body(p, canvas):
-    outputs = outputs_fn(canvas.reshape(n, *event_shape)).reshape(n, positions, -1)[:, p]
-    position_keys = jax.vmap(lambda k: fold_in(k, p))(keys)
+  def body(t, canvas):
+    p = orders[:, t]
+    outputs = outputs_fn(canvas.reshape(n, *event_shape)).reshape(n, positions, -1)[rows, p]
+    position_keys = jax.vmap(fold_in)(keys, p)
     values = jax.vmap(draw_fn)(position_keys, outputs).reshape(n, per_position)
-    return canvas.at[:, p].set(values.astype(dtype))
+    return canvas.at[rows, p].set(values.astype(dtype))
 
   canvas = jnp.zeros((n, positions, per_position), dtype)
   return jax.lax.fori_loop(0, positions, body, canvas).reshape(n, *event_shape)

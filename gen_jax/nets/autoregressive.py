@@ -10,13 +10,14 @@ positions before i (raster order for images, time for sequences).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from gen_jax.nets.flows import MADE
+from gen_jax.nets.flows import MADE, made_masks
 
 # ----------------------------------------------------------------------------
 # Vectors (batch, D): output i is the logit of p(x_i = 1 | x_<i).
@@ -65,6 +66,37 @@ class FixedOrderMLP(nn.Module):
       h = nn.relu(h)
     out = nn.Dense(1)(h)[..., 0]
     return out + self.param("output_bias", nn.initializers.zeros, (dim,))
+
+
+def made_orderings(dim: int, num_masks: int) -> np.ndarray:
+  """(num_masks, dim) input orderings: the identity first, then seeded permutations."""
+  return np.stack([np.arange(dim)] + [np.random.default_rng(k).permutation(dim)
+                                      for k in range(1, num_masks)])
+
+
+class OrderAgnosticMADE(nn.Module):
+  """MADE with `num_masks` orderings sharing one set of weights (order-agnostic training,
+  Germain et al. 2015): `__call__(x, mask_index)` gives the logits of example b under its
+  ordering mask_index[b] (`made_orderings`: the first is the identity). Every ordering's
+  network runs on the whole batch and each example keeps its own: num_masks times the cost."""
+  hidden_sizes: Sequence[int]
+  num_masks: int
+  activation: Callable = nn.relu
+
+  @nn.compact
+  def __call__(self, x, mask_index):
+    dim = x.shape[-1]
+    hidden = tuple(self.hidden_sizes)
+    per_mask = [made_masks(dim, hidden, order) for order in made_orderings(dim, self.num_masks)]
+    layer_masks = [jnp.asarray(np.stack(masks), x.dtype) for masks in zip(*per_mask)]  # (K, in, out)
+    h = jnp.broadcast_to(x, (self.num_masks, *x.shape))
+    for layer, masks in enumerate(layer_masks):
+      kernel = self.param(f"kernel_{layer}", nn.initializers.lecun_normal(), masks.shape[1:], x.dtype)
+      bias = self.param(f"bias_{layer}", nn.initializers.zeros, masks.shape[2:], x.dtype)
+      h = jnp.einsum("kbi,kio->kbo", h, kernel * masks) + bias
+      if layer < len(layer_masks) - 1:
+        h = self.activation(h)
+    return jnp.take_along_axis(h, mask_index[None, :, None], axis=0)[0]
 
 
 class MixtureMADE(nn.Module):

@@ -9,6 +9,10 @@ NLL, samples drawn one position at a time.
   `transformer_8bit` (256 tokens);
 - 2-D points: `mixture_made`, p(x₁) p(x₂ | x₁) with Gaussian-mixture conditionals.
 
+An order-agnostic MADE (`model.num_masks` = K > 1) trains each example under an ordering drawn
+from its key (one of K fixed ones, sharing the weights); its density is the ensemble
+log (1/K) Σ_k p_k(x), exact since each p_k is, and a sample draws its ordering, then follows it.
+
 Class-conditional models (`model.num_classes` > 0: pixelcnn, pixelcnn_pp, transformer,
 transformer_8bit) train on log p(x | y) with the data's labels; their density is the exact
 marginal log p(x) = log (1/C) Σ_y p(x | y) under uniform labels (C passes), reported as `nll`
@@ -36,7 +40,8 @@ from gen_jax.data.transforms import PIXEL_MAX, check_8bit, check_binary
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import MADE, CausalTransformer, PixelCNN
-from gen_jax.nets.autoregressive import NADE, FixedOrderMLP, MixtureMADE, PixelRNN
+from gen_jax.nets.autoregressive import (NADE, FixedOrderMLP, MixtureMADE, OrderAgnosticMADE,
+                                         PixelRNN, made_orderings)
 from gen_jax.training import Density, Task, plots, train
 
 NUM_SAMPLES = 64          # image grid
@@ -46,6 +51,7 @@ FIGURE_POINTS = 2000      # 2-D samples
 PLOT_LIMIT = 1.1          # 2-D panels span 1.1 × the data's largest |coordinate|
 BINARY, PIXELS, POINTS = "binary", "8-bit", "points"
 LABEL_STREAM = 1          # sub-stream of a sample's key that draws its label (conditional models)
+MASK_STREAM = 2           # ... that draws its MADE ordering (order-agnostic MADEs), in training and sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +75,11 @@ def num_classes(m) -> int:
   return int(m.get("num_classes", 0))
 
 
+def num_masks(m) -> int:
+  """MADE orderings (order-agnostic training, an ensemble over them at test time); 1: one MADE."""
+  return int(m.get("num_masks", 1))
+
+
 def build_transformer(m, num_dims, vocab):
   return CausalTransformer(int(m.num_layers), int(m.num_heads), int(m.embed_dim), vocab, num_dims,
                            num_classes(m))
@@ -78,7 +89,9 @@ KINDS = {
     "fixed_order": ModelKind(lambda m, d: FixedOrderMLP(int(m.context), tuple(m.window_hidden_sizes)), BINARY),
     "fvsbn": ModelKind(lambda m, d: MADE(hidden_sizes=()), BINARY),
     "nade": ModelKind(lambda m, d: NADE(int(m.hidden_size)), BINARY),
-    "made": ModelKind(lambda m, d: MADE(hidden_sizes=tuple(m.hidden_sizes)), BINARY, masked=True),
+    "made": ModelKind(lambda m, d: (OrderAgnosticMADE(tuple(m.hidden_sizes), num_masks(m))
+                                    if num_masks(m) > 1 else MADE(hidden_sizes=tuple(m.hidden_sizes))),
+                      BINARY, masked=True),
     "pixelcnn": ModelKind(lambda m, d: PixelCNN(int(m.channels), int(m.num_layers),
                                                 num_classes=num_classes(m)),
                           BINARY, flat=False, conditional=True),
@@ -130,6 +143,9 @@ def check_config(m, kind: ModelKind, dataset, transforms):
   if kind.masked and min(m.hidden_sizes) < num_dims - 1:
     raise ValueError(f"model.hidden_sizes={tuple(m.hidden_sizes)}: a MADE over {num_dims} "
                      f"dimensions needs every hidden layer at least {num_dims - 1} wide")
+  if num_masks(m) < 1 or (num_masks(m) > 1 and m.kind != "made"):
+    raise ValueError(f"model.num_masks={num_masks(m)}: orderings apply to model.kind='made' only "
+                     "(1 for any other kind)")
   if num_classes(m) and not kind.conditional:
     raise ValueError(f"model.kind={m.kind!r} takes no labels: set model.num_classes=0, or use one of "
                      f"{sorted(n for n, k in KINDS.items() if k.conditional)}")
@@ -157,8 +173,12 @@ def make_task(config, dataset) -> Task:
 
   classes = num_classes(m)
 
+  masks = num_masks(m)
+  orderings = jnp.asarray(made_orderings(num_dims, masks))
+
   def log_likelihood(params, x, labels=None):
-    """(batch,) exact log p(x) (log p(x | labels) for a conditional model) in nats."""
+    """(batch,) exact log p(x) in nats: log p(x | labels) for a conditional model, and for an
+    order-agnostic MADE log p_k(x) under the orderings k = labels."""
     outputs = model.apply(params, network_input(x), *(() if labels is None else (labels,)))
     if kind.tokens:
       return likelihood.categorical_log_likelihood(outputs, network_input(x))
@@ -168,22 +188,32 @@ def make_task(config, dataset) -> Task:
       return likelihood.pixel_mixture_log_likelihood(outputs, 2.0 * x - 1.0, num_mixtures)
     return likelihood.gaussian_mixture_conditionals_log_likelihood(outputs, x)
 
-  def marginal_log_likelihood(params, x):
-    """log p(x) = log (1/C) Σ_y p(x | y) for a conditional model, else log p(x)."""
-    if not classes:
-      return log_likelihood(params, x)
-    per_class = jnp.stack([log_likelihood(params, x, jnp.full(x.shape[:1], y, jnp.int32))
-                           for y in range(classes)], axis=-1)
-    return jax.nn.logsumexp(per_class, axis=-1) - math.log(classes)
+  # What the network is told besides x: the class (conditional models) or the ordering (an
+  # order-agnostic MADE); the density averages over them: log (1/C) Σ_c p(x | c).
+  choices = classes or (masks if masks > 1 else 0)
 
-  def batch_labels(batch):
-    return (batch["label"].astype(jnp.int32),) if classes else ()
+  def marginal_log_likelihood(params, x):
+    """log p(x) = log (1/C) Σ_c p(x | c) over the classes or the orderings, else log p(x)."""
+    if not choices:
+      return log_likelihood(params, x)
+    per_choice = jnp.stack([log_likelihood(params, x, jnp.full(x.shape[:1], c, jnp.int32))
+                            for c in range(choices)], axis=-1)
+    return jax.nn.logsumexp(per_choice, axis=-1) - math.log(choices)
+
+  def batch_choices(batch, key):
+    """The labels, or each example's ordering drawn from fold_in(key, its stream position)."""
+    if classes:
+      return (batch["label"].astype(jnp.int32),)
+    if choices:
+      keys = fold_in_indices(jax.random.fold_in(key, MASK_STREAM), batch["index"])
+      return (jax.vmap(lambda k: jax.random.randint(k, (), 0, masks))(keys),)
+    return ()
 
   def init(key, x):
-    return model.init(key, network_input(x), *((jnp.zeros(x.shape[:1], jnp.int32),) if classes else ()))
+    return model.init(key, network_input(x), *((jnp.zeros(x.shape[:1], jnp.int32),) if choices else ()))
 
   def loss_fn(params, batch, key):
-    return likelihood.nll_loss(log_likelihood, params, batch["x"], *batch_labels(batch))
+    return likelihood.nll_loss(log_likelihood, params, batch["x"], *batch_choices(batch, key))
 
   def sample(params, keys, labels=None):
     """Samples in the data's units (images in [0, 1]), one position at a time; a conditional
@@ -192,7 +222,11 @@ def make_task(config, dataset) -> Task:
     if classes and labels is None:
       labels = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, LABEL_STREAM), (), 0,
                                                      classes))(keys)
-    label_args = (labels,) if classes else ()
+    orders = None
+    if masks > 1:   # a mixture over the orderings: each sample draws its ordering, then follows it
+      labels = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, MASK_STREAM), (), 0, masks))(keys)
+      orders = orderings[labels]
+    label_args = (labels,) if choices else ()
     if kind.tokens:
       step = lambda cache, previous, p: model.apply(params, cache, previous, p, *label_args,
                                                     method=model.decode)
@@ -203,7 +237,7 @@ def make_task(config, dataset) -> Task:
     outputs_fn = lambda canvas: model.apply(params, canvas, *label_args)
     if kind.data == BINARY:
       shape = (num_dims,) if kind.flat else event_shape
-      x = likelihood.sample_in_order(outputs_fn, likelihood.draw_bernoulli, keys, shape)
+      x = likelihood.sample_in_order(outputs_fn, likelihood.draw_bernoulli, keys, shape, orders=orders)
       return x.reshape(n, *event_shape)
     if kind.data == PIXELS:
       draw = lambda key, out: dl.sample_pixel_mixture(key, out, event_shape[-1], num_mixtures)
@@ -228,8 +262,8 @@ def make_task(config, dataset) -> Task:
       if dataset.log_prob is not None:
         values["data"].append(np.asarray(dataset.log_prob(x))[mask])
       if classes:
-        labels = batch_labels(batch)
-        values["given_label"].append(np.asarray(conditional_log_likelihood_batch(params, x, *labels))[mask])
+        labels = batch["label"].astype(np.int32)
+        values["given_label"].append(np.asarray(conditional_log_likelihood_batch(params, x, labels))[mask])
     return {name: np.concatenate(parts) for name, parts in values.items() if parts}
 
   def evaluate(params, dataset, key, final):
@@ -277,9 +311,10 @@ def make_task(config, dataset) -> Task:
                       f"exact (the chain rule through the {m.kind})")
     check_data = lambda x: None
   else:
+    over = (f"; log (1/{classes}) Σ_y p(x | y) over the classes)" if classes else
+            f"; log (1/{masks}) Σ_k p_k(x) over the orderings)" if choices else ")")
     density = Density.for_images(lambda params, x, keys: log_likelihood_batch(params, x),
-                                 f"exact (the chain rule through the {m.kind}"
-                                 + (f"; log (1/{classes}) Σ_y p(x | y) over the classes)" if classes else ")"),
+                                 f"exact (the chain rule through the {m.kind}{over}",
                                  "binary" if kind.data == BINARY else "unit", continuous=False)
     check_data = (lambda x: check_binary(x, m.kind)) if kind.data == BINARY else \
         (lambda x: check_8bit(x, "set data.transforms=() (no binarization or dequantization)"))
