@@ -251,14 +251,14 @@ def bench_fsdp_memory(config):
     fsdp *= 2
 
 
-def time_draws(fn, keys, repeats: int) -> float:
-  """Seconds per call of fn(keys) after one untimed (compiling) call."""
+def time_draws(fn, keys, repeats: int):
+  """(seconds per call of fn(keys) after one untimed, compiling call; the output)."""
   jax.block_until_ready(fn(keys))
   time.sleep(SETTLE_SECONDS)
   start = time.perf_counter()
   for _ in range(repeats):
-    jax.block_until_ready(fn(keys))
-  return (time.perf_counter() - start) / repeats
+    out = jax.block_until_ready(fn(keys))
+  return (time.perf_counter() - start) / repeats, out
 
 
 def bench_autoregressive_sampling(config):
@@ -280,9 +280,11 @@ def bench_autoregressive_sampling(config):
       step, model.init_cache(batch), likelihood.draw_categorical, k, length))
   uncached = jax.jit(lambda k: likelihood.sample_in_order(
       lambda t: model.apply(params, t), likelihood.draw_categorical, k, (length,), jnp.int32))
-  timings = {"KV cache (one cached step per token)": time_draws(cached, keys, _SAMPLE_REPEATS.value),
-             "no cache (a full pass per token)": time_draws(uncached, keys, 1)}
-  same = bool(np.array_equal(np.asarray(cached(keys)), np.asarray(uncached(keys))))
+  (cached_seconds, cached_tokens), (uncached_seconds, uncached_tokens) = (
+      time_draws(cached, keys, _SAMPLE_REPEATS.value), time_draws(uncached, keys, 1))
+  timings = {"KV cache (one cached step per token)": cached_seconds,
+             "no cache (a full pass per token)": uncached_seconds}
+  same = bool(np.array_equal(np.asarray(cached_tokens), np.asarray(uncached_tokens)))
   print(f"transformer ({m.num_layers} blocks, {m.num_heads} heads, width {m.embed_dim}) sampling "
         f"{length} binary tokens, batch {batch} (identical samples: {same}):")
   for name, seconds in timings.items():
@@ -292,7 +294,7 @@ def bench_autoregressive_sampling(config):
     config.model.kind, config.data.transforms = "pixelcnn_pp", ()
   task = autoregressive.make_task(config, dataset)
   params = task.init(jax.random.key(0), jnp.zeros((1, *dataset.element_shape), jnp.float32))
-  seconds = time_draws(jax.jit(lambda k: task.sample(params, k)), keys, 1)
+  seconds, _ = time_draws(jax.jit(lambda k: task.sample(params, k)), keys, 1)
   print(f"PixelCNN++ ({m.channels} channels, {m.num_layers} gated layers, {m.num_mixtures} "
         f"logistics) on {dataset.element_shape} images, batch {batch}: {seconds:.2f} s per batch, "
         f"{batch / seconds:.2f} samples/s")
