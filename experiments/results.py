@@ -486,20 +486,23 @@ def write_diffusion_table(runs_dir: str, readme: str, root: str) -> str:
   return text
 
 
-def write_flows_table(runs_dir: str, readme: str, root: str) -> str:
-  text = flows_table(runs_dir)
-  if readme:
-    copy_named_figures(runs_dir, root, FLOW_FIGURES)  # shown below the table by name
-    rewrite_readme(readme, text, FLOWS_START, FLOWS_END)
-  return text
+def table_writer(make_table, figures, start: str, end: str):
+  """A table writer: the table between `start` and `end`, and `figures` copied to docs/images/
+  (README shows them below the table by name)."""
+
+  def write(runs_dir: str, readme: str, root: str) -> str:
+    text = make_table(runs_dir)
+    if readme:
+      copy_named_figures(runs_dir, root, figures)
+      rewrite_readme(readme, text, start, end)
+    return text
+
+  return write
 
 
-def write_autoregressive_table(runs_dir: str, readme: str, root: str) -> str:
-  text = autoregressive_table(runs_dir)
-  if readme:
-    copy_named_figures(runs_dir, root, AR_FIGURES)  # shown below the table by name
-    rewrite_readme(readme, text, AUTOREGRESSIVE_START, AUTOREGRESSIVE_END)
-  return text
+write_flows_table = table_writer(flows_table, FLOW_FIGURES, FLOWS_START, FLOWS_END)
+write_autoregressive_table = table_writer(autoregressive_table, AR_FIGURES, AUTOREGRESSIVE_START,
+                                          AUTOREGRESSIVE_END)
 
 
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
