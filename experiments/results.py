@@ -373,7 +373,9 @@ AR_IMAGE_RUNS = tuple(
     ("ar_digits_cond_pixelcnn", f"{AR_DIGITS}:conditional --config.model.kind=pixelcnn", "digits, binarized",
      "pixelcnn, class-conditional (marginal over the 10 labels)"),) + tuple(
     (f"ar_digits8_{kind}", f"{AR_DIGITS}:8bit --config.model.kind={kind}", "digits, 8-bit", kind)
-    for kind in ("pixelcnn_pp", "transformer_8bit"))
+    for kind in ("pixelcnn_pp", "transformer_8bit")) + (
+    ("ar_mnist5k8_pixelcnn_pp", f"{AR_MNIST5K}:8bit --config.model.kind=pixelcnn_pp --config.train.num_steps=1000",
+     "mnist5k, 8-bit", "pixelcnn_pp"),)
 AR_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
 
 
