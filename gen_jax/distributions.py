@@ -22,6 +22,11 @@ HALF_BIN_WIDTH = 1.0 / (NUM_PIXEL_LEVELS - 1)
 MIN_BIN_PROBABILITY = 1e-12
 
 
+def sum_per_example(x):
+  """Σ over every axis but the first: (batch, ...) -> (batch,)."""
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
 def normal_log_prob(x, mean, log_var):
   """log N(x; mean, exp(log_var)) = -1/2 [log 2π + log_var + (x - mean)² / exp(log_var)]."""
   return -0.5 * (LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))

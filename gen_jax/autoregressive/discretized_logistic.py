@@ -48,17 +48,6 @@ def quantize(x, num_bins: int = NUM_PIXEL_LEVELS):
   return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * (levels / 2.0)) * (2.0 / levels) - 1.0
 
 
-def sample_discretized_logistic_mixture(key, logit_weights, means, log_scales,
-                                        num_bins: int = NUM_PIXEL_LEVELS):
-  """One grid value per entry of the (..., K) parameters: k ~ π, u ~ U(0, 1),
-  x = quantize(m_k + s_k (log u - log(1 - u)))."""
-  component_key, noise_key = jax.random.split(key)
-  k = jax.random.categorical(component_key, logit_weights, axis=-1)
-  pick = lambda a: jnp.take_along_axis(a, k[..., None], axis=-1)[..., 0]
-  logistic = jax.random.logistic(noise_key, k.shape, means.dtype)
-  return quantize(pick(means) + jnp.exp(pick(log_scales)) * logistic, num_bins)
-
-
 # ----------------------------------------------------------------------------
 # PixelCNN++'s pixel model: one mixture component per pixel for all its channels, channel c's
 # mean shifted linearly by the values of the channels before it (R -> G -> B):

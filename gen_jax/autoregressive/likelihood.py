@@ -15,21 +15,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from gen_jax.distributions import bernoulli_log_prob, normal_log_prob
+from gen_jax.distributions import bernoulli_log_prob, normal_log_prob, sum_per_example
 from gen_jax.keys import fold_in
+from gen_jax.metrics.likelihood import nats_to_bpd
 from gen_jax.autoregressive.discretized_logistic import pixel_mixture_log_prob
-
-LOG2 = math.log(2.0)
-
-
-def sum_event(values):
-  """(batch, ...) -> (batch,)."""
-  return jnp.sum(values.reshape(values.shape[0], -1), axis=-1)
-
 
 def bernoulli_log_likelihood(logits, x):
   """log p(x) = Σ_i [x_i ℓ_i - softplus(ℓ_i)] for binary x and the logits ℓ_i of p(x_i = 1 | x_<i)."""
-  return sum_event(bernoulli_log_prob(x, logits))
+  return sum_per_example(bernoulli_log_prob(x, logits))
 
 
 def categorical_log_likelihood(logits, tokens):
@@ -41,13 +34,13 @@ def categorical_log_likelihood(logits, tokens):
 def pixel_mixture_log_likelihood(outputs, x, num_mixtures: int):
   """log p(x) = Σ_pixels log p(pixel | pixels before it), PixelCNN++'s discretized logistic
   mixture: x (batch, H, W, C) in [-1, 1], outputs (batch, H, W, pixel_mixture_size)."""
-  return sum_event(pixel_mixture_log_prob(x, outputs, num_mixtures))
+  return sum_per_example(pixel_mixture_log_prob(x, outputs, num_mixtures))
 
 
 def nll_terms(log_likelihood, num_dims: int) -> dict:
   """Batch means: `nll` (nats per example) and `nll_bpd` (bits per dimension)."""
   nll = -jnp.mean(log_likelihood)
-  return {"nll": nll, "nll_bpd": nll / (num_dims * LOG2)}
+  return {"nll": nll, "nll_bpd": nats_to_bpd(nll, num_dims)}
 
 
 def nll_loss(log_likelihood_fn: Callable, params, x, *args):

@@ -72,6 +72,17 @@ def check_8bit(x, fix: str):
     raise ValueError(f"this model is over 8-bit images (values k/255 in [0, 1]): {fix}")
 
 
+def check_points(x, name: str):
+  """Raises a one-line error naming the first non-finite row of the points `x`."""
+  import numpy as np
+  x = np.asarray(x)
+  bad = ~np.isfinite(x)
+  if bad.any():
+    rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+    raise ValueError(f"data {name!r} holds {len(rows)} non-finite row(s) (first: row {rows[0]}): "
+                     "remove or replace them before training")
+
+
 def to_unit_interval(x):
   """uint8 pixels -> float32 in [0, 1]; floating inputs are passed through."""
   if jnp.issubdtype(x.dtype, jnp.integer):

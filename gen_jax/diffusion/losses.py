@@ -32,10 +32,6 @@ DECODERS: dict[str, Callable] = {
 }
 
 
-def _sum_dims(x):
-  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
-
-
 def _mean_dims(x):
   return jnp.mean(x.reshape(x.shape[0], -1), axis=-1)
 
@@ -52,7 +48,7 @@ def prior_kl(schedule: Schedule, x0):
   t = jnp.full(x0.shape[:1], schedule.num_steps - 1)
   mean = at(schedule.sqrt_alphas_cumprod, t, x0) * x0
   log_var = jnp.log(at(1.0 - schedule.alphas_cumprod, t, x0))
-  return _sum_dims(distributions.normal_kl(mean, jnp.broadcast_to(log_var, x0.shape), 0.0, 0.0))
+  return distributions.sum_per_example(distributions.normal_kl(mean, jnp.broadcast_to(log_var, x0.shape), 0.0, 0.0))
 
 
 def term_at(schedule: Schedule, output, x0, x_t, t, target="eps", variance="small",
@@ -62,8 +58,8 @@ def term_at(schedule: Schedule, output, x0, x_t, t, target="eps", variance="smal
   _check(target, decoder)
   mean, log_var, _ = gaussian.p_mean_variance(schedule, target, x_t, t, output, variance)
   true_mean, _, true_log_var = gaussian.q_posterior(schedule, x0, x_t, t)
-  kl = _sum_dims(distributions.normal_kl(true_mean, true_log_var, mean, log_var))
-  nll = _sum_dims(DECODERS[decoder](x0, mean, log_var))
+  kl = distributions.sum_per_example(distributions.normal_kl(true_mean, true_log_var, mean, log_var))
+  nll = distributions.sum_per_example(DECODERS[decoder](x0, mean, log_var))
   return jnp.where(t == 0, nll, kl)
 
 
@@ -104,7 +100,7 @@ def training_losses(schedule: Schedule, output_fn, x0, key, target="eps", loss_t
   terms = {"mse": _mean_dims(squared), "vb_term": vb, "prior_kl": prior,
            "nelbo": prior + schedule.num_steps * vb}
   losses = {"simple": lambda: terms["mse"],
-            "weighted_mse": lambda: schedule.num_steps * eps_mse_weight(schedule, t, variance) * _sum_dims(squared),
+            "weighted_mse": lambda: schedule.num_steps * eps_mse_weight(schedule, t, variance) * distributions.sum_per_example(squared),
             "vlb": lambda: terms["nelbo"]}
   return losses[loss_type](), terms
 

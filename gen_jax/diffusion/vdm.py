@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gen_jax.distributions import sum_per_example
 from gen_jax.keys import example_keys
 
 PIXEL_VALUES = 256
@@ -32,10 +33,6 @@ def alpha_sigma(gamma):
 
 def _bcast(values, x):
   return values.reshape(values.shape + (1,) * (x.ndim - values.ndim))
-
-
-def _sum_dims(x):
-  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
 def pixel_grid(num_values: int = PIXEL_VALUES):
@@ -61,7 +58,7 @@ def prior_kl(x, gamma_1):
   """KL(N(α_1 x, σ_1²) ‖ N(0, 1)) summed over dimensions."""
   alpha, sigma = alpha_sigma(gamma_1)
   var = sigma ** 2
-  return _sum_dims(0.5 * (var + jnp.square(alpha * x) - jnp.log(var) - 1.0))
+  return sum_per_example(0.5 * (var + jnp.square(alpha * x) - jnp.log(var) - 1.0))
 
 
 def recon_nll(index, z_0, gamma_0, num_values: int = PIXEL_VALUES):
@@ -70,7 +67,7 @@ def recon_nll(index, z_0, gamma_0, num_values: int = PIXEL_VALUES):
   alpha, sigma = alpha_sigma(gamma_0)
   logits = -0.5 * jnp.square(z_0[..., None] / alpha - pixel_grid(num_values)) * (alpha / sigma) ** 2
   log_probs = jax.nn.log_softmax(logits, axis=-1)
-  return -_sum_dims(jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0])
+  return -sum_per_example(jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0])
 
 
 def gamma_and_derivative(gamma_fn, t):
@@ -91,7 +88,7 @@ def diffusion_loss(gamma_fn, eps_fn, x, t, eps, variance_gradient: bool = True):
   def squared_error(g):
     alpha, sigma = alpha_sigma(g)
     z_t = _bcast(alpha, x) * x + _bcast(sigma, x) * eps
-    return _sum_dims(jnp.square(eps - eps_fn(z_t, g)))
+    return sum_per_example(jnp.square(eps - eps_fn(z_t, g)))
 
   if not variance_gradient:
     return 0.5 * dg * squared_error(g)

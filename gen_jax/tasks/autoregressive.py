@@ -36,7 +36,7 @@ import numpy as np
 from gen_jax.autoregressive import discretized_logistic as dl
 from gen_jax.autoregressive import likelihood
 from gen_jax.data import apply_transforms, eval_batches, load_dataset
-from gen_jax.data.transforms import PIXEL_MAX, check_8bit, check_binary
+from gen_jax.data.transforms import PIXEL_MAX, check_8bit, check_binary, check_points
 from gen_jax.keys import fold_in_indices, split_data_key
 from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import MADE, CausalTransformer, PixelCNN
@@ -116,13 +116,6 @@ def model_kind(name: str) -> ModelKind:
   if name not in KINDS:
     raise ValueError(f"unknown model.kind {name!r}; choose one of {sorted(KINDS)}")
   return KINDS[name]
-
-
-def check_points(x, name: str):
-  bad = ~np.isfinite(np.asarray(x))
-  if bad.any():
-    row = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
-    raise ValueError(f"data {name!r} holds non-finite values (first in row {row}): remove them")
 
 
 def check_config(m, kind: ModelKind, dataset, transforms):

@@ -26,7 +26,7 @@ from gen_jax.flows import bijectors as bij
 from gen_jax.flows import density as flow_density
 from gen_jax.flows import dequantization as deq
 from gen_jax.keys import fold_in_indices
-from gen_jax.data.transforms import check_8bit, to_unit_interval
+from gen_jax.data.transforms import check_8bit, check_points, to_unit_interval
 from gen_jax.metrics.likelihood import mean_and_sem, nats_to_bpd
 from gen_jax.nets import flows as flow_nets
 from gen_jax.training import Density, Task, plots, train
@@ -37,15 +37,6 @@ FIGURE_POINTS = 2000  # samples in the scatter panels
 INTEGRAL_GRID = 400   # density_integral: points per side of the grid
 INTEGRAL_LIMIT = 1.5  # ... over 1.5 × the data's largest |coordinate|
 MAX_CHAIN_PANELS = 6  # intermediate densities shown from z to x
-
-
-def check_points(x, name: str):
-  x = np.asarray(x)
-  bad = ~np.isfinite(x)
-  if bad.any():
-    rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
-    raise ValueError(f"data {name!r} holds {len(rows)} non-finite row(s) (first: row {rows[0]}): "
-                     "remove or replace them before training a flow")
 
 
 def _grid(limit: float, n: int):
