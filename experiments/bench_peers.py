@@ -42,10 +42,12 @@ from absl import flags
 
 from experiments.configs import diffusion as diffusion_config, flows_2d as flows_2d_config
 from experiments.configs import autoregressive_mnist5k as autoregressive_config
+from experiments.configs import ebm_2d as ebm_2d_config, ebm_mnist5k as ebm_mnist5k_config
 from experiments.configs import vae as vae_config
 from gen_jax import nets
 from gen_jax.autoencoders import vae as vae_math
 from gen_jax.diffusion import gaussian
+from gen_jax.ebm import samplers as ebm_samplers
 from gen_jax.nets import diffusion as diffusion_nets
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders, autoregressive as autoregressive_task
@@ -600,8 +602,117 @@ def made(steps: int, rounds: int):
                 f"timing, {rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
 
 
+def ebm_conv_energy_pair(channels, image_shape):
+  """The mnist5k EBM's conv energy in Flax and the same layers in PyTorch (3x3 convolutions, a
+  stride-2 one after each, swish, a sum over positions, a linear read-out)."""
+  import torch
+  energy = nets.ConvEnergy(tuple(channels))
+  layers, in_channels = [], image_shape[-1]
+  for width in channels:
+    layers += [torch.nn.Conv2d(in_channels, width, 3, padding=1), torch.nn.SiLU(),
+               torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.SiLU()]
+    in_channels = width
+
+  class TorchEnergy(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.body = torch.nn.Sequential(*layers)
+      self.head = torch.nn.Linear(in_channels, 1)
+
+    def forward(self, x):
+      return self.head(self.body(x).sum(dim=(2, 3)))[:, 0]
+
+  return energy, TorchEnergy()
+
+
+def langevin_conv(steps: int, rounds: int):
+  """ULA steps (∇_x E, then x - η∇E + √(2η) ω, clipped to [0, 1]) on the mnist5k EBM's conv
+  energy for one batch of chains: gen_jax's compiled loop (ebm.samplers.run_langevin, `steps`
+  steps per call) against the same energy and update in PyTorch (autograd.grad per step)."""
+  import torch
+  config = ebm_mnist5k_config.get_config()
+  image_shape = (28, 28, 1)
+  num_chains, eta = int(config.train.batch_size), float(config.sampler.step_size)
+  energy, torch_energy = ebm_conv_energy_pair(config.model.channels, image_shape)
+  x0 = np.random.default_rng(0).uniform(size=(num_chains, *image_shape)).astype(np.float32)
+  params = energy.init(jax.random.key(0), jnp.asarray(x0[:1]))
+  run = jax.jit(lambda p, x, k: ebm_samplers.run_langevin(lambda z: energy.apply(p, z), x, k, steps, eta,
+                                                           bounds=(0.0, 1.0)).x)
+  key = jax.random.key(1)
+  jax.block_until_ready(run(params, jnp.asarray(x0), key))  # compiled before the timing
+
+  def run_jax(n: int) -> float:
+    start, x = time.perf_counter(), jnp.asarray(x0)
+    for i in range(max(1, n // steps)):
+      x = run(params, x, jax.random.fold_in(key, i))
+    jax.block_until_ready(x)
+    return time.perf_counter() - start
+
+  x_torch = torch.from_numpy(x0).permute(0, 3, 1, 2).contiguous()
+
+  def run_torch(n: int) -> float:
+    start, x = time.perf_counter(), x_torch.clone()
+    for _ in range(max(1, n // steps) * steps):
+      x = x.detach().requires_grad_(True)
+      grad, = torch.autograd.grad(torch_energy(x).sum(), x)
+      x = (x - eta * grad + math.sqrt(2 * eta) * torch.randn_like(x)).clamp(0.0, 1.0)
+    float(x[0, 0, 0, 0])
+    return time.perf_counter() - start
+
+  sides = [Side("gen_jax run_langevin (compiled loop)", count(params), run_jax),
+           Side("PyTorch Langevin loop", sum(p.numel() for p in torch_energy.parameters()), run_torch)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"Langevin on the mnist5k conv energy {tuple(config.model.channels)}, {num_chains} chains, "
+                f"{steps} steps a timing, {rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
+
+
+def mala_blackjax(steps: int, rounds: int):
+  """MALA on the same 2-D energy (the ebm_2d MLP energy, 128-128 swish, at its initial
+  parameters), 1,000 chains, one compiled loop of `steps` steps per call each: gen_jax's
+  run_mala against BlackJAX's mala kernel vmapped over the chains in a lax.scan."""
+  import blackjax
+  config = ebm_2d_config.get_config()
+  num_chains, eta = 1_000, float(config.sampler.step_size)
+  energy = nets.MLPEnergy(tuple(config.model.hidden_sizes))
+  x0 = jnp.asarray(np.random.default_rng(0).normal(size=(num_chains, 2)).astype(np.float32))
+  params = energy.init(jax.random.key(0), x0[:1])
+  ours = jax.jit(lambda x, k: ebm_samplers.run_mala(lambda z: energy.apply(params, z), x, k, steps, eta).x)
+  logdensity = lambda z: -energy.apply(params, z[None])[0]
+  kernel = blackjax.mala(logdensity, eta)
+
+  @jax.jit
+  def theirs(x, key):
+    states = jax.vmap(kernel.init)(x)
+
+    def body(states, k):
+      states, _ = jax.vmap(kernel.step)(jax.random.split(k, num_chains), states)
+      return states, None
+
+    states, _ = jax.lax.scan(body, states, jax.random.split(key, steps))
+    return states.position
+
+  key = jax.random.key(1)
+  jax.block_until_ready((ours(x0, key), theirs(x0, key)))
+
+  def timer(fn):
+    def run(n: int) -> float:
+      start, x = time.perf_counter(), x0
+      for i in range(max(1, n // steps)):
+        x = fn(x, jax.random.fold_in(key, i))
+      jax.block_until_ready(x)
+      return time.perf_counter() - start
+    return run
+
+  sides = [Side("gen_jax run_mala", count(params), timer(ours)),
+           Side(f"BlackJAX {blackjax.__version__} mala (vmapped)", count(params), timer(theirs))]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"MALA on the ebm_2d MLP energy, {num_chains} chains, {steps} steps a timing, {rounds} rounds",
+                sides, seconds, [(sides[0].name, sides[1].name)])
+
+
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
-               "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100)}
+               "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100),
+               "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500)}
 
 
 def run_peers():

@@ -30,6 +30,7 @@ DIFFUSION_START, DIFFUSION_END = "<!-- diffusion-results:start -->", "<!-- diffu
 FLOWS_START, FLOWS_END = "<!-- flows-results:start -->", "<!-- flows-results:end -->"
 AUTOREGRESSIVE_START, AUTOREGRESSIVE_END = ("<!-- autoregressive-results:start -->",
                                             "<!-- autoregressive-results:end -->")
+EBM_START, EBM_END = "<!-- ebm-results:start -->", "<!-- ebm-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -365,7 +366,9 @@ AR_DIGITS = "experiments/configs/autoregressive_digits.py"
 AR_IMAGE_RUNS = tuple(
     (f"ar_mnist5k_{kind}", f"{AR_MNIST5K} --config.model.kind={kind}{steps}", "mnist5k, binarized", kind)
     for kind, steps in (("fvsbn", ""), ("fixed_order", ""), ("made", ""), ("nade", ""),
-                        ("pixelcnn", " --config.train.num_steps=1000"))) + tuple(
+                        ("pixelcnn", " --config.train.num_steps=1000"),
+                        ("gru", " --config.train.num_steps=2000"), ("lstm", " --config.train.num_steps=2000"),
+                        ("transformer", " --config.train.num_steps=300"))) + tuple(
     (f"ar_digits_{kind}", f"{AR_DIGITS} --config.model.kind={kind}", "digits, binarized", kind)
     for kind in ("fvsbn", "fixed_order", "made", "nade", "gru", "lstm", "pixelcnn", "transformer")) + (
     ("ar_digits_made8", f"{AR_DIGITS} --config.model.kind=made --config.model.num_masks=8",
@@ -405,6 +408,52 @@ AR_FIGURES = (("ar_mnist5k_pixelcnn", "samples/final_samples.png", "autoregressi
               ("ar_digits_cond_pixelcnn", "samples/final_samples_by_class.png",
                "autoregressive_pixelcnn_digits_by_class.png"),
               ("ar_2d_checkerboard", "samples/final_density.png", "autoregressive_mixture_made_checkerboard.png"))
+
+
+# EBM runs: every way of getting negatives on three 2-D densities (workdir ebm_2d_<density>_<rule>),
+# and the image runs (workdir ebm_<dataset>, config ebm_<dataset>.py) beside the real-data floor.
+EBM_RULES = ("replay", "short_run", "cd", "dsm", "ssm")
+EBM_DENSITIES = ("eight_gaussians", "two_moons", "checkerboard")
+EBM_IMAGE_DATASETS = ("digits", "mnist5k")
+
+
+def _ebm_points_cells(ev):
+  return (f"{ev['nll']:.3f} ± {ev['nll_sem']:.3f} | {ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | "
+          f"{ev['nll'] - ev['data_nll']:+.3f}")
+
+
+def _ebm_image_cells(ev):
+  net = ev.get("fresh/feature_net") or f"{ev['dataset']}_cls"
+  fid = lambda prefix: (f"{ev[f'{prefix}/fid_{net}']:.2f} / {1e3 * ev[f'{prefix}/kid_{net}']:.1f} / "
+                        f"{ev[f'{prefix}/precision_{net}']:.2f} / {ev[f'{prefix}/recall_{net}']:.2f}"
+                        if f"{prefix}/fid_{net}" in ev else "—")
+  return (f"{ev['ais_log_z']:.1f} ± {ev['ais_log_z_std_err']:.2f} | {ev['nll_bpd']:.3f} | "
+          f"{fid('fresh')} | {fid('buffer')}")
+
+
+def ebm_table(runs_dir: str) -> str:
+  lines = ["| data | negatives | exact test NLL (nats) | true NLL of the same points | gap | steps | "
+           "training time | command |", "|---|---|---|---|---|---|---|---|"]
+  lines += [launched_row("ebm", runs_dir, f"ebm_2d_{density}_{rule}",
+                         f"experiments/configs/ebm_2d.py:{density} --config.train.negatives={rule}",
+                         f"{density} | {rule}", _ebm_points_cells, 3)
+            for density in EBM_DENSITIES for rule in EBM_RULES]
+  lines += ["", "| data | model | AIS log Ẑ ± s.e. | test bits/dim (from the AIS log Ẑ) | fresh chains: "
+            "FID / KID×10³ / precision / recall (cls) | replay buffer: the same | steps | training time | command |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  lines += [launched_row("ebm", runs_dir, f"ebm_{dataset}", f"experiments/configs/ebm_{dataset}.py",
+                         f"{dataset} | conv energy, replay buffer", _ebm_image_cells, 4)
+            for dataset in EBM_IMAGE_DATASETS]
+  return "\n".join(lines)
+
+
+EBM_FIGURES = tuple((f"ebm_2d_{density}_{rule}", "samples/final_density.png", f"ebm_{rule}_{density}_density.png")
+                    for density in ("eight_gaussians", "checkerboard") for rule in EBM_RULES) + (
+    ("ebm_2d_two_moons_replay", "samples/final_energy_landscape.png", "ebm_two_moons_energy_landscape.png"),
+    ("ebm_2d_two_moons_replay", "samples/final_trajectories.png", "ebm_two_moons_trajectories.png"),
+    ("ebm_digits", "samples/final_replay_buffer.png", "ebm_digits_replay_buffer.png"),
+    ("ebm_digits", "samples/final_fresh_chains.png", "ebm_digits_fresh_chains.png"),
+    ("ebm_digits", "samples/final_trajectories.png", "ebm_digits_trajectories.png"))
 
 
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.
@@ -505,11 +554,12 @@ def table_writer(make_table, figures, start: str, end: str):
 write_flows_table = table_writer(flows_table, FLOW_FIGURES, FLOWS_START, FLOWS_END)
 write_autoregressive_table = table_writer(autoregressive_table, AR_FIGURES, AUTOREGRESSIVE_START,
                                           AUTOREGRESSIVE_END)
+write_ebm_table = table_writer(ebm_table, EBM_FIGURES, EBM_START, EBM_END)
 
 
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
           "diffusion": write_diffusion_table, "flows": write_flows_table,
-          "autoregressive": write_autoregressive_table}
+          "autoregressive": write_autoregressive_table, "ebm": write_ebm_table}
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
 
 

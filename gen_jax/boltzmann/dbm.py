@@ -15,6 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gen_jax.metrics.likelihood import importance_log_mean
 from gen_jax.keys import as_typed_key, bernoulli, example_keys
 
 MAX_ENUMERATED_UNITS = 22
@@ -123,9 +124,8 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
 
   inputs = (jnp.arange(betas.shape[0] - 1), betas[:-1], betas[1:])
   (_, _, log_w), _ = jax.lax.scan(step, (v, h2, jnp.zeros(num_chains, dtype)), inputs)
-  ratio = jnp.exp(log_w - jnp.max(log_w))
-  std_err = jnp.std(ratio) / (jnp.mean(ratio) * math.sqrt(num_chains))
-  return log_z0 + jax.nn.logsumexp(log_w) - math.log(num_chains), std_err
+  log_mean_w, std_err = importance_log_mean(log_w)
+  return log_z0 + log_mean_w, std_err
 
 
 def pcd_loss(params, v, chains, row_keys, mean_field_iters: int = 10, gibbs_steps: int = 1):

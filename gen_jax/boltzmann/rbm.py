@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.metrics.likelihood import importance_log_mean
 from gen_jax.keys import as_typed_key, bernoulli, example_keys, fold_in
 
 # Enumerated configurations per block in `log_partition_exact` (memory bound).
@@ -183,10 +184,7 @@ def ais_log_partition(params, key, num_chains: int = 100, betas=None, base_visib
 
   inputs = (jnp.arange(betas.shape[0] - 1), betas[:-1], betas[1:])
   (_, log_w), _ = jax.lax.scan(step, (v, jnp.zeros(num_chains, dtype)), inputs)
-  log_mean_w = jax.nn.logsumexp(log_w) - math.log(num_chains)
-  # std(w) / mean(w), computed from w / max(w) for stability.
-  ratio = jnp.exp(log_w - jnp.max(log_w))
-  std_err = jnp.std(ratio) / (jnp.mean(ratio) * math.sqrt(num_chains))
+  log_mean_w, std_err = importance_log_mean(log_w)
   return log_z_base + log_mean_w, std_err
 
 

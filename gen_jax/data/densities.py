@@ -38,6 +38,9 @@ CHECKERBOARD_AREA = 32.0
 # Rings: four concentric circles of equal mass.
 RING_RADII = (0.75, 1.5, 2.25, 3.0)
 RING_NOISE = 0.08
+# PacGAN's (and VEEGAN's) mode-coverage mixtures: equal isotropic Gaussians.
+RING_OF_GAUSSIANS_MODES, RING_OF_GAUSSIANS_STD = 8, 0.01    # on the unit circle
+GRID_OF_GAUSSIANS_AXIS, GRID_OF_GAUSSIANS_STD = (-4.0, -2.0, 0.0, 2.0, 4.0), 0.05
 # Points per curve in the quadratures (spacing ≪ noise scale).
 QUADRATURE_POINTS = 4096
 
@@ -134,6 +137,33 @@ def log_prob_rings(x):
   return logsumexp(log_terms, axis=1) - math.log(len(RING_RADII))
 
 
+@dataclasses.dataclass(frozen=True)
+class GaussianModes:
+  """An equal mixture of isotropic Gaussians N(centres[k], std² I): sample and log_prob, and the
+  modes themselves for mode-coverage metrics."""
+  centres: np.ndarray  # (K, 2)
+  std: float
+
+  def sample(self, rng, n):
+    return self.centres[rng.integers(0, len(self.centres), size=n)] + self.std * rng.standard_normal((n, 2))
+
+  def log_prob(self, x):
+    return _gaussian_curve_log_prob(x, jnp.asarray(self.centres, x.dtype), self.std)
+
+
+def _ring_centres(num_modes: int):
+  angles = np.arange(num_modes) * (2 * math.pi / num_modes)
+  return np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+
+
+MODE_MIXTURES: Mapping[str, GaussianModes] = {
+    "ring_of_gaussians": GaussianModes(_ring_centres(RING_OF_GAUSSIANS_MODES), RING_OF_GAUSSIANS_STD),
+    "grid_of_gaussians": GaussianModes(
+        np.array([(a, b) for a in GRID_OF_GAUSSIANS_AXIS for b in GRID_OF_GAUSSIANS_AXIS]),
+        GRID_OF_GAUSSIANS_STD),
+}
+
+
 DENSITIES: Mapping[str, Density2D] = {
     "swiss_roll": Density2D("swiss_roll", sample_swiss_roll, log_prob_swiss_roll, exact=False),
     "two_moons": Density2D("two_moons", sample_two_moons, log_prob_two_moons, exact=False),
@@ -141,4 +171,6 @@ DENSITIES: Mapping[str, Density2D] = {
                                  log_prob_eight_gaussians, exact=True),
     "checkerboard": Density2D("checkerboard", sample_checkerboard, log_prob_checkerboard, exact=True),
     "rings": Density2D("rings", sample_rings, log_prob_rings, exact=True),
+    **{name: Density2D(name, modes.sample, modes.log_prob, exact=True)
+       for name, modes in MODE_MIXTURES.items()},
 }

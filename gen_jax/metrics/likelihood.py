@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,3 +38,13 @@ def continuous_nll_to_bpd(nll_nats, num_dims: int, num_bins: int = PIXEL_BINS,
   """
   offset = num_dims * jnp.log(num_bins / interval_width)
   return nats_to_bpd(nll_nats + offset, num_dims)
+
+
+def importance_log_mean(log_w):
+  """(log mean_m w_m, std(w) / (√M mean(w))) of importance weights given as logs: an AIS
+  estimate log Ẑ - log Z_base and its standard error by the delta method (from w / max w,
+  for stability)."""
+  num = log_w.shape[0]
+  ratio = jnp.exp(log_w - jnp.max(log_w))
+  std_err = jnp.std(ratio) / (jnp.mean(ratio) * math.sqrt(num))
+  return jax.nn.logsumexp(log_w) - math.log(num), std_err

@@ -9,7 +9,8 @@ import os
 from typing import Callable, Mapping, Optional
 
 from gen_jax.data import load_dataset
-from gen_jax.tasks import autoencoders, autoregressive, dbm, dbn, diffusion, flows, hopfield, rbm, sbn
+from gen_jax.tasks import (autoencoders, autoregressive, dbm, dbn, diffusion, ebm, flows, gan, hopfield,
+                           rbm, sbn)
 from gen_jax.training import trainer
 from gen_jax.training.workdir import CONFIG_FILE, read_config
 
@@ -28,7 +29,9 @@ FAMILIES: Mapping[str, Family] = {
     "autoregressive": Family("autoregressive", autoregressive.train_and_evaluate,
                              autoregressive.make_task),
     "diffusion": Family("diffusion", diffusion.train_and_evaluate, diffusion.make_task),
+    "ebm": Family("ebm", ebm.train_and_evaluate, ebm.make_task),
     "flows": Family("flows", flows.train_and_evaluate, flows.make_task),
+    "gan": Family("gan", gan.train_and_evaluate, gan.make_task),
     "rbm": Family("rbm", rbm.train_and_evaluate, rbm.make_task),
     "dbm": Family("dbm", dbm.train_and_evaluate, dbm.make_task),
     "sbn": Family("sbn", sbn.train_and_evaluate, sbn.make_task),

@@ -360,6 +360,10 @@ def _raise_if_nonfinite(run: Run):
   else:
     where = (f"the last good checkpoint is step {run.last_saved}; a changed config needs a new "
              "--workdir")
+  detail = run.task.describe_nonfinite(jax.device_get(run.state["carry"])) \
+      if run.task.describe_nonfinite else ""
+  if detail:
+    advice = detail
   raise FloatingPointError(f"non-finite value in {name!r} at step {step}; training stopped: "
                            f"{advice}; {where}")
 
@@ -464,6 +468,13 @@ def finish(run: Run) -> TrainResult:
                                title=f"{task.name} on {config.data.name}")
       if task.evaluate:
         eval_metrics = _on_main(run, lambda p: task.evaluate(p, run.dataset, run.keys["eval"], True)) or {}
+      if task.report_carry:
+        carry = run.state["carry"]
+        carry = gather_to_host(carry) if jax.process_count() > 1 else jax.device_get(carry)
+        if is_main_process():
+          eval_metrics.update(task.report_carry(carry, run.dataset, os.path.join(
+              run.workdir, SAMPLES_DIR, "final"), run.keys["eval"]) or {})
+      if eval_metrics or task.evaluate:
         run.writer.write(final_step, {f"test/{k}": v for k, v in eval_metrics.items()})
         if is_main_process():
           workdir_lib.write_json_atomic(os.path.join(run.workdir, EVAL_FILE), {
