@@ -43,6 +43,7 @@ from absl import flags
 from experiments.configs import diffusion as diffusion_config, flows_2d as flows_2d_config
 from experiments.configs import autoregressive_mnist5k as autoregressive_config
 from experiments.configs import ebm_2d as ebm_2d_config, ebm_mnist5k as ebm_mnist5k_config
+from experiments.configs import gan_mnist5k as gan_mnist5k_config
 from experiments.configs import vae as vae_config
 from gen_jax import nets
 from gen_jax.autoencoders import vae as vae_math
@@ -51,7 +52,7 @@ from gen_jax.ebm import samplers as ebm_samplers
 from gen_jax.nets import diffusion as diffusion_nets
 from gen_jax.data import load_dataset
 from gen_jax.tasks import autoencoders, autoregressive as autoregressive_task
-from gen_jax.tasks import diffusion as diffusion_task, flows as flows_task
+from gen_jax.tasks import diffusion as diffusion_task, flows as flows_task, gan as gan_task
 from gen_jax.training import trainer
 from gen_jax.training.trainer import next_call_length
 
@@ -710,9 +711,81 @@ def mala_blackjax(steps: int, rounds: int):
                 sides, seconds, [(sides[0].name, sides[1].name)])
 
 
+def torch_dcgan(image_shape, channels: int, latent_dim: int):
+  """gan_mnist5k's players in PyTorch: G z -> Linear -> (2c, H/4, W/4) -> BN, ReLU, 4x4 transposed
+  conv stride 2 (c) -> BN, ReLU, 4x4 transposed conv stride 2 (C) -> sigmoid; D 4x4 conv stride 2
+  (c), LeakyReLU(0.2), 4x4 conv stride 2 (2c), LeakyReLU(0.2), Linear -> 1."""
+  import torch
+  h, w, c_out = image_shape
+  nn = torch.nn
+
+  class Generator(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.fc = nn.Linear(latent_dim, (h // 4) * (w // 4) * 2 * channels)
+      self.body = nn.Sequential(nn.BatchNorm2d(2 * channels), nn.ReLU(),
+                                nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1), nn.BatchNorm2d(channels),
+                                nn.ReLU(), nn.ConvTranspose2d(channels, c_out, 4, 2, 1), nn.Sigmoid())
+
+    def forward(self, z):
+      return self.body(self.fc(z).view(z.shape[0], 2 * channels, h // 4, w // 4))
+
+  discriminator = nn.Sequential(nn.Conv2d(c_out, channels, 4, 2, 1), nn.LeakyReLU(0.2),
+                                nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
+                                nn.Linear(2 * channels * (h // 4) * (w // 4), 1))
+  return Generator(), discriminator
+
+
+def dcgan(steps: int, rounds: int):
+  """A DCGAN training step (one discriminator and one generator update, the non-saturating loss,
+  Adam for both) on mnist5k at gan_mnist5k's shapes: gen_jax's trainer step against the same
+  players and losses in PyTorch."""
+  import torch
+  config = gan_mnist5k_config.get_config()
+  with config.unlocked():
+    config.train.progress_bar = False
+  dataset = load_dataset(config.data)
+  images = dataset.train.arrays["x"].astype(np.float32) / 255.0
+  generator, discriminator = torch_dcgan(tuple(dataset.element_shape), int(config.model.channels),
+                                         int(config.model.latent_dim))
+  g_opt = torch.optim.Adam(generator.parameters(), lr=config.optim.generator.learning_rate, betas=(0.5, 0.999))
+  d_opt = torch.optim.Adam(discriminator.parameters(), lr=config.optim.discriminator.learning_rate,
+                           betas=(0.5, 0.999))
+  batches = torch_batches(images, int(config.train.batch_size), True)
+  softplus = torch.nn.functional.softplus
+  position = [0]
+
+  def run_torch(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      real = batches[position[0] % len(batches)]
+      position[0] += 1
+      z = torch.randn(real.shape[0], int(config.model.latent_dim))
+      with torch.no_grad():
+        fake = generator(z)
+      d_opt.zero_grad(set_to_none=True)
+      d_loss = softplus(-discriminator(real)).mean() + softplus(discriminator(fake)).mean()
+      d_loss.backward()
+      d_opt.step()
+      g_opt.zero_grad(set_to_none=True)
+      g_loss = softplus(-discriminator(generator(torch.randn_like(z)))).mean()
+      g_loss.backward()
+      g_opt.step()
+    float(g_loss.detach())
+    return time.perf_counter() - start
+
+  torch_params = sum(p.numel() for m in (generator, discriminator) for p in m.parameters())
+  sides = [trainer_side("gen_jax trainer step (both players)", config, dataset, gan_task.make_task),
+           Side("PyTorch DCGAN step (both players)", torch_params, run_torch)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"DCGAN on {config.data.name}, batch {config.train.batch_size}, {steps} steps a timing, "
+                f"{rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
+
+
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
                "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100),
-               "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500)}
+               "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500),
+               "dcgan": (dcgan, 10)}
 
 
 def run_peers():

@@ -19,6 +19,7 @@ import os
 import shutil
 
 from absl import app, flags
+import numpy as np
 
 from gen_jax.training.writers import read_metrics
 
@@ -31,6 +32,7 @@ FLOWS_START, FLOWS_END = "<!-- flows-results:start -->", "<!-- flows-results:end
 AUTOREGRESSIVE_START, AUTOREGRESSIVE_END = ("<!-- autoregressive-results:start -->",
                                             "<!-- autoregressive-results:end -->")
 EBM_START, EBM_END = "<!-- ebm-results:start -->", "<!-- ebm-results:end -->"
+GAN_START, GAN_END = "<!-- gan-results:start -->", "<!-- gan-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
 
@@ -367,8 +369,9 @@ AR_IMAGE_RUNS = tuple(
     (f"ar_mnist5k_{kind}", f"{AR_MNIST5K} --config.model.kind={kind}{steps}", "mnist5k, binarized", kind)
     for kind, steps in (("fvsbn", ""), ("fixed_order", ""), ("made", ""), ("nade", ""),
                         ("pixelcnn", " --config.train.num_steps=1000"),
-                        ("gru", " --config.train.num_steps=2000"), ("lstm", " --config.train.num_steps=2000"),
-                        ("transformer", " --config.train.num_steps=300"))) + tuple(
+                        ("gru", " --config.train.num_steps=2000"), ("lstm", " --config.train.num_steps=1000"),
+                        ("transformer", " --config.train.num_steps=300 --config.model.num_layers=2 "
+                                        "--config.model.embed_dim=32 --config.train.batch_size=32"))) + tuple(
     (f"ar_digits_{kind}", f"{AR_DIGITS} --config.model.kind={kind}", "digits, binarized", kind)
     for kind in ("fvsbn", "fixed_order", "made", "nade", "gru", "lstm", "pixelcnn", "transformer")) + (
     ("ar_digits_made8", f"{AR_DIGITS} --config.model.kind=made --config.model.num_masks=8",
@@ -454,6 +457,60 @@ EBM_FIGURES = tuple((f"ebm_2d_{density}_{rule}", "samples/final_density.png", f"
     ("ebm_digits", "samples/final_replay_buffer.png", "ebm_digits_replay_buffer.png"),
     ("ebm_digits", "samples/final_fresh_chains.png", "ebm_digits_fresh_chains.png"),
     ("ebm_digits", "samples/final_trajectories.png", "ebm_digits_trajectories.png"))
+
+
+# GAN runs: on PacGAN's ring and grid, every loss over seeds (workdir gan_2d_<density>_<loss>_s<seed>,
+# the default config otherwise), and the image runs (workdir gan_<dataset>[_conditional]).
+GAN_LOSSES = ("non_saturating", "minimax", "wasserstein", "hinge", "least_squares")
+GAN_DENSITIES = ("ring_of_gaussians", "grid_of_gaussians")
+GAN_SEEDS = (0, 1, 2, 3, 4)
+# PacGAN's Table (Lin et al. 2018), modes captured, mean ± sd over its runs.
+PACGAN_MODES = {"ring_of_gaussians": "GAN 6.3 ± 0.5, PacGAN2 7.9", "grid_of_gaussians": "GAN 17.3, PacGAN2 24.8"}
+
+
+def _mean_sd(values, scale=1.0, digits=2):
+  v = scale * np.asarray(values, np.float64)
+  return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
+
+
+def gan_table(runs_dir: str) -> str:
+  lines = ["| data | loss | seeds run | modes captured | high-quality % | reverse KL | published (modes) | "
+           "steps | command (seed S) |", "|---|---|---|---|---|---|---|---|---|"]
+  for density in GAN_DENSITIES:
+    for loss in GAN_LOSSES:
+      config_arg = f"experiments/configs/gan_2d.py:{density} --config.gan.loss={loss} --config.seed=S"
+      command = f"`python -m experiments.gan --workdir={runs_dir}/gan_2d_{density}_{loss}_sS --config={config_arg}`"
+      evs = [ev for seed in GAN_SEEDS
+             if (ev := _load(os.path.join(runs_dir, f"gan_2d_{density}_{loss}_s{seed}", "eval.json")))]
+      if not evs:
+        lines.append(f"| {density} | {loss} | (not run) | | | | | | {command} |")
+        continue
+      seeds = ", ".join(str(s) for s in GAN_SEEDS
+                        if os.path.exists(os.path.join(runs_dir, f"gan_2d_{density}_{loss}_s{s}", "eval.json")))
+      published = PACGAN_MODES[density] if loss == "non_saturating" else ""
+      lines.append(f"| {density} | {loss} | {seeds} | {_mean_sd([e['modes_captured'] for e in evs], digits=1)} | "
+                   f"{_mean_sd([e['high_quality_fraction'] for e in evs], 100, 1)} | "
+                   f"{_mean_sd([e['reverse_kl'] for e in evs], digits=3)} | {published} | {evs[0]['step']:,} | {command} |")
+  lines += ["", "| data | model | FID / KID×10³ / precision / recall (cls) | steps | training time | command |",
+            "|---|---|---|---|---|---|"]
+  for dataset in ("digits", "mnist5k"):
+    for variant, title in (("", "DCGAN"), (":conditional", "DCGAN, class-conditional (projection D)")):
+      name = f"gan_{dataset}" + ("_conditional" if variant else "")
+      lines.append(launched_row("gan", runs_dir, name, f"experiments/configs/gan_{dataset}.py{variant}",
+                                f"{dataset} | {title}", _gan_image_cells, 1))
+  return "\n".join(lines)
+
+
+def _gan_image_cells(ev):
+  net = ev.get("feature_net", f"{ev['dataset']}_cls")
+  return (f"{ev[f'fid_{net}']:.2f} / {1e3 * ev[f'kid_{net}']:.1f} / {ev[f'precision_{net}']:.2f} / "
+          f"{ev[f'recall_{net}']:.2f}")
+
+
+GAN_FIGURES = (("gan_2d_ring_of_gaussians_non_saturating_s0", "samples/final_game.png", "gan_ring_game.png"),
+               ("gan_2d_grid_of_gaussians_non_saturating_s0", "samples/final_game.png", "gan_grid_game.png"),
+               ("gan_mnist5k_conditional", "samples/final_samples_by_class.png", "gan_mnist5k_by_class.png"),
+               ("gan_mnist5k", "samples/final_interpolations.png", "gan_mnist5k_interpolations.png"))
 
 
 # (workdir, file in it, name under docs/images/) of the figures README shows by name.
@@ -555,11 +612,13 @@ write_flows_table = table_writer(flows_table, FLOW_FIGURES, FLOWS_START, FLOWS_E
 write_autoregressive_table = table_writer(autoregressive_table, AR_FIGURES, AUTOREGRESSIVE_START,
                                           AUTOREGRESSIVE_END)
 write_ebm_table = table_writer(ebm_table, EBM_FIGURES, EBM_START, EBM_END)
+write_gan_table = table_writer(gan_table, GAN_FIGURES, GAN_START, GAN_END)
 
 
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
           "diffusion": write_diffusion_table, "flows": write_flows_table,
-          "autoregressive": write_autoregressive_table, "ebm": write_ebm_table}
+          "autoregressive": write_autoregressive_table, "ebm": write_ebm_table,
+          "gan": write_gan_table}
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
 
 
