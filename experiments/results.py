@@ -418,6 +418,10 @@ AR_FIGURES = (("ar_mnist5k_pixelcnn", "samples/final_samples.png", "autoregressi
 EBM_RULES = ("replay", "short_run", "cd", "dsm", "ssm")
 EBM_DENSITIES = ("eight_gaussians", "two_moons", "checkerboard")
 EBM_IMAGE_DATASETS = ("digits", "mnist5k")
+# Replay runs with another sampler: (workdir suffix, override, title).
+EBM_SAMPLER_VARIANTS = (
+    ("sigma", "--config.sampler.noise_scale=0.05", "replay, the seeds' Algorithm 1 with σ = 0.05 set apart (not √(2η) = 0.141)"),
+    ("mala", "--config.sampler.name=mala", "replay, MALA chains"))
 
 
 def _ebm_points_cells(ev):
@@ -426,12 +430,28 @@ def _ebm_points_cells(ev):
 
 
 def _ebm_image_cells(ev):
-  net = ev.get("fresh/feature_net") or f"{ev['dataset']}_cls"
-  fid = lambda prefix: (f"{ev[f'{prefix}/fid_{net}']:.2f} / {1e3 * ev[f'{prefix}/kid_{net}']:.1f} / "
-                        f"{ev[f'{prefix}/precision_{net}']:.2f} / {ev[f'{prefix}/recall_{net}']:.2f}"
-                        if f"{prefix}/fid_{net}" in ev else "—")
+  net = f"{ev['dataset']}_cls"
   return (f"{ev['ais_log_z']:.1f} ± {ev['ais_log_z_std_err']:.2f} | {ev['nll_bpd']:.3f} | "
-          f"{fid('fresh')} | {fid('buffer')}")
+          f"{quality_cell(ev, net, 'fresh/')} | {quality_cell(ev, net, 'buffer/')}")
+
+
+def quality_cell(ev, net: str, prefix: str = "") -> str:
+  """"FID / KID×10³ / precision / recall" of eval.json keys `<prefix><metric>_<net>` ("—" if absent)."""
+  if f"{prefix}fid_{net}" not in ev:
+    return "—"
+  return (f"{ev[f'{prefix}fid_{net}']:.2f} / {1e3 * ev[f'{prefix}kid_{net}']:.1f} / "
+          f"{ev[f'{prefix}precision_{net}']:.2f} / {ev[f'{prefix}recall_{net}']:.2f}")
+
+
+def grayscale_floor_cells(runs_dir: str, dataset: str):
+  """(FID / KID×10³ / precision / recall of the real test split against the training split, the
+  command) — the floor of the image-sample metrics."""
+  workdir = os.path.join(runs_dir, f"floor_{dataset}_grayscale")
+  command = f"`python -m experiments.evaluate --floor={dataset} --grayscale --workdir={workdir}`"
+  ev = _load(os.path.join(workdir, "eval.json"))
+  if ev is None:
+    return "(not run)", command
+  return quality_cell(ev, ev["feature_net"]), command
 
 
 def ebm_table(runs_dir: str) -> str:
@@ -441,17 +461,23 @@ def ebm_table(runs_dir: str) -> str:
                          f"experiments/configs/ebm_2d.py:{density} --config.train.negatives={rule}",
                          f"{density} | {rule}", _ebm_points_cells, 3)
             for density in EBM_DENSITIES for rule in EBM_RULES]
+  lines += [launched_row("ebm", runs_dir, f"ebm_2d_eight_gaussians_replay_{suffix}",
+                         f"experiments/configs/ebm_2d.py:eight_gaussians --config.train.negatives=replay {override}",
+                         f"eight_gaussians | {title}", _ebm_points_cells, 3)
+            for suffix, override, title in EBM_SAMPLER_VARIANTS]
   lines += ["", "| data | model | AIS log Ẑ ± s.e. | test bits/dim (from the AIS log Ẑ) | fresh chains: "
             "FID / KID×10³ / precision / recall (cls) | replay buffer: the same | steps | training time | command |",
             "|---|---|---|---|---|---|---|---|---|"]
-  lines += [launched_row("ebm", runs_dir, f"ebm_{dataset}", f"experiments/configs/ebm_{dataset}.py",
-                         f"{dataset} | conv energy, replay buffer", _ebm_image_cells, 4)
-            for dataset in EBM_IMAGE_DATASETS]
+  for dataset in EBM_IMAGE_DATASETS:
+    floor, command = grayscale_floor_cells(runs_dir, dataset)
+    lines.append(f"| {dataset} | real test split (floor) | — | — | {floor} | — | — | — | {command} |")
+    lines.append(launched_row("ebm", runs_dir, f"ebm_{dataset}", f"experiments/configs/ebm_{dataset}.py",
+                              f"{dataset} | conv energy, replay buffer", _ebm_image_cells, 4))
   return "\n".join(lines)
 
 
-EBM_FIGURES = tuple((f"ebm_2d_{density}_{rule}", "samples/final_density.png", f"ebm_{rule}_{density}_density.png")
-                    for density in ("eight_gaussians", "checkerboard") for rule in EBM_RULES) + (
+EBM_FIGURES = tuple((f"ebm_2d_checkerboard_{rule}", "samples/final_density.png", f"ebm_{rule}_checkerboard_density.png")
+                    for rule in ("replay", "cd", "ssm")) + (
     ("ebm_2d_two_moons_replay", "samples/final_energy_landscape.png", "ebm_two_moons_energy_landscape.png"),
     ("ebm_2d_two_moons_replay", "samples/final_trajectories.png", "ebm_two_moons_trajectories.png"),
     ("ebm_digits", "samples/final_replay_buffer.png", "ebm_digits_replay_buffer.png"),
@@ -494,6 +520,8 @@ def gan_table(runs_dir: str) -> str:
   lines += ["", "| data | model | FID / KID×10³ / precision / recall (cls) | steps | training time | command |",
             "|---|---|---|---|---|---|"]
   for dataset in ("digits", "mnist5k"):
+    floor, command = grayscale_floor_cells(runs_dir, dataset)
+    lines.append(f"| {dataset} | real test split (floor) | {floor} | — | — | {command} |")
     for variant, title in (("", "DCGAN"), (":conditional", "DCGAN, class-conditional (projection D)")):
       name = f"gan_{dataset}" + ("_conditional" if variant else "")
       lines.append(launched_row("gan", runs_dir, name, f"experiments/configs/gan_{dataset}.py{variant}",
@@ -502,9 +530,7 @@ def gan_table(runs_dir: str) -> str:
 
 
 def _gan_image_cells(ev):
-  net = ev.get("feature_net", f"{ev['dataset']}_cls")
-  return (f"{ev[f'fid_{net}']:.2f} / {1e3 * ev[f'kid_{net}']:.1f} / {ev[f'precision_{net}']:.2f} / "
-          f"{ev[f'recall_{net}']:.2f}")
+  return quality_cell(ev, ev.get("feature_net", f"{ev['dataset']}_cls"))
 
 
 GAN_FIGURES = (("gan_2d_ring_of_gaussians_non_saturating_s0", "samples/final_game.png", "gan_ring_game.png"),

@@ -1,5 +1,8 @@
-"""A convolutional energy-based model on mnist5k (28x28), as ebm_digits.py with a conv energy
-32-64-64, global batch 64, buffer 6,400 and 1,000 steps; AIS over [0, 1]^784. Expected results:
+"""A convolutional energy-based model on mnist5k (28x28), as ebm_digits.py with global batch 64,
+buffer 6,400, 20 Langevin steps per training step (the chains persist, so fewer steps per
+update still mix) and 400 steps; AIS over [0, 1]^784 with 20 chains and 2,000 temperatures, and
+sample metrics of 500 fresh chains and 500 buffer chains (an evaluation that fits in minutes on
+two cores). Expected results:
 README's EBM table (`python -m experiments.ebm --workdir=DIR
 --config=experiments/configs/ebm_mnist5k.py`). Variants: `:smoke` (on digits).
 """
@@ -17,10 +20,13 @@ def smoke(c):
 def get_config(arg: str = ""):
   c = ebm_digits.image_config()
   c.data.name = "mnist5k"
-  c.model.channels = (32, 64, 64)
   c.train.batch_size = 64
   c.train.buffer_size = 6_400
-  c.train.num_steps = 1_000
-  c.train.checkpoint_every = 250
-  c.train.sample_every = 500
+  c.train.num_steps = 400
+  c.sampler.num_steps = 20
+  c.eval.ais_chains = 20
+  c.eval.ais_temperatures = 2_000
+  c.eval.num_samples = 500
+  c.train.checkpoint_every = 200
+  c.train.sample_every = 200
   return common.apply_variants(c, arg, {"smoke": smoke})
