@@ -381,7 +381,10 @@ AR_IMAGE_RUNS = tuple(
     (f"ar_digits8_{kind}", f"{AR_DIGITS}:8bit --config.model.kind={kind}", "digits, 8-bit", kind)
     for kind in ("pixelcnn_pp", "transformer_8bit")) + (
     ("ar_mnist5k8_pixelcnn_pp", f"{AR_MNIST5K}:8bit --config.model.kind=pixelcnn_pp --config.train.num_steps=1000",
-     "mnist5k, 8-bit", "pixelcnn_pp"),)
+     "mnist5k, 8-bit", "pixelcnn_pp"),
+    ("ar_mnist5k8_transformer_8bit", f"{AR_MNIST5K}:8bit --config.model.kind=transformer_8bit "
+     "--config.train.num_steps=300 --config.model.num_layers=2 --config.model.embed_dim=32 "
+     "--config.train.batch_size=32", "mnist5k, 8-bit", "transformer_8bit"),)
 AR_DENSITIES = ("eight_gaussians", "checkerboard", "two_moons", "rings")
 
 

@@ -70,6 +70,16 @@ def tiny_run(c: ml_collections.ConfigDict):
   c.train.sample_every = 20
 
 
+def smoke_on_digits(smoke: Callable[[ml_collections.ConfigDict], None]):
+  """An mnist5k config's `:smoke`: the digits config's smoke variant, on digits (8x8, seconds)."""
+
+  def variant(c: ml_collections.ConfigDict):
+    smoke(c)
+    c.data.name = "digits"
+
+  return variant
+
+
 def points_config(family: str) -> ml_collections.ConfigDict:
   """The trainer part of a 2-D density experiment: eight_gaussians (a variant per density, see
   `density_variants`), raw coordinates, global batch 256, 20,000 steps, logged every 200,

@@ -9,11 +9,6 @@ from __future__ import annotations
 from experiments.configs import common, gan_digits
 
 
-def smoke(c):
-  gan_digits.smoke(c)
-  c.data.name = "digits"
-
-
 def get_config(arg: str = ""):
   c = gan_digits.image_config()
   c.data.name = "mnist5k"
@@ -22,4 +17,5 @@ def get_config(arg: str = ""):
   c.train.num_steps = 3_000
   c.train.checkpoint_every = 1_000
   c.train.sample_every = 1_000
-  return common.apply_variants(c, arg, {**gan_digits.VARIANTS, "smoke": smoke})
+  variants = {**gan_digits.VARIANTS, "smoke": common.smoke_on_digits(gan_digits.smoke)}
+  return common.apply_variants(c, arg, variants)

@@ -63,8 +63,9 @@ def generator_loss(fake_logits, kind: str):
 
 
 def gradient_penalty(critic_fn, real, fake, key):
-  """WGAN-GP (Gulrajani et al. 2017): mean_n (‖∇_x̂ critic(x̂_n)‖₂ - 1)², x̂ = u·real + (1-u)·fake
-  with u ~ U(0, 1) per example (example n's u from fold_in(key, n))."""
+  """WGAN-GP (Gulrajani et al. 2017): mean_n (‖∇_x̂ critic(x̂_n)‖₂ - 1)²,
+  x̂ = u·real + (1-u)·fake with u ~ U(0, 1) per example: example n's u from fold_in(key, n), or
+  from key[n] when `key` holds one key per example."""
   keys = keys_lib.example_keys(key, real.shape[0])
   u = jax.vmap(lambda k: keys_lib.uniform(k, (), real.dtype))(keys)
   u = u.reshape((-1,) + (1,) * (real.ndim - 1))

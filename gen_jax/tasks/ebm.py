@@ -38,7 +38,7 @@ from gen_jax.ebm import losses, partition, replay, samplers
 from gen_jax.keys import INIT_STREAM, fold_in, fold_in_indices, stream_key
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import protocol
-from gen_jax.metrics.likelihood import continuous_nll_to_bpd, mean_and_sem
+from gen_jax.metrics.likelihood import continuous_nll_to_bpd, mean_and_sem, nats_to_bpd
 from gen_jax.nets import ConvEnergy, MLPEnergy
 from gen_jax.training import Density, Task, group_update, plots, train
 
@@ -278,7 +278,8 @@ def make_task(config, dataset) -> Task:
     """The thesis's Figure 2.5: the energy over the data, at initialisation and after training."""
     plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 4))
-    for ax, (title, p) in zip(axes, (("E(x) at initialisation", initial_params()), ("E(x) after training", params))):
+    stages = (("E(x) at initialisation", initial_params()), ("E(x) after training", params))
+    for ax, (title, p) in zip(axes, stages):
       e = np.asarray(energies(p, jnp.asarray(grid))).reshape(FIGURE_GRID, FIGURE_GRID)
       image = ax.imshow(e, origin="lower", extent=(*box, *box), cmap="magma_r")
       ax.scatter(data[:500, 0], data[:500, 1], s=1, c="cyan", alpha=0.5)
@@ -331,7 +332,7 @@ def make_task(config, dataset) -> Task:
                       "ais_chains": int(ev.ais_chains), "ais_temperatures": int(ev.ais_temperatures),
                       "nll": mean, "nll_sem": sem, "num_examples": int(len(nll)),
                       "nll_bpd": float(continuous_nll_to_bpd(mean, num_dims)),
-                      "nll_bpd_sem": float(continuous_nll_to_bpd(sem, num_dims) - continuous_nll_to_bpd(0.0, num_dims))})
+                      "nll_bpd_sem": float(nats_to_bpd(sem, num_dims))})
     if final and int(ev.num_samples):
       net = feature_lib.feature_net(feature_lib.default_feature_net(dataset.name))
       common = dict(dataset=dataset, transforms=(), net=net, to_display=lambda v: v,

@@ -78,7 +78,8 @@ def check_config(config, dataset):
     raise ValueError(f"unknown model.kind {m.kind!r}; choose one of {list(KINDS)}")
   if (m.kind == "dcgan") != (dataset.kind == "image"):
     raise ValueError(f"model.kind={m.kind!r} does not fit data {dataset.name!r} ({dataset.kind}s): use "
-                     "'mlp' for 2-D points (gan_2d.py) and 'dcgan' for images (gan_digits.py, gan_mnist5k.py)")
+                     "'mlp' for 2-D points (gan_2d.py) and 'dcgan' for images (gan_digits.py, "
+                     "gan_mnist5k.py)")
   critic_steps, packing = int(g.critic_steps), int(g.pack)
   if critic_steps < 1:
     raise ValueError(f"gan.critic_steps={critic_steps}: the discriminator needs at least 1 update "
@@ -93,7 +94,8 @@ def check_config(config, dataset):
     raise ValueError(f"model.num_classes={m.num_classes}: a class-conditional GAN needs labelled data, "
                      f"and {dataset.name!r} has no labels")
   if int(m.num_classes) and dataset.num_classes and int(m.num_classes) != dataset.num_classes:
-    raise ValueError(f"model.num_classes={m.num_classes} but {dataset.name!r} has {dataset.num_classes} classes")
+    raise ValueError(f"model.num_classes={m.num_classes} but {dataset.name!r} has "
+                     f"{dataset.num_classes} classes")
   if float(g.gradient_penalty) < 0 or float(g.r1) < 0 or float(g.clip) < 0:
     raise ValueError("gan.gradient_penalty, gan.r1 and gan.clip must be ≥ 0")
 
@@ -154,7 +156,7 @@ def make_task(config, dataset) -> Task:
     return batch["label"].astype(jnp.int32) if num_classes else None
 
   def make_step(optimizers):
-    def d_loss(d_params, d_state, g_vars, real, labels, z, penalty_key):
+    def d_loss(d_params, d_state, g_vars, real, labels, z, pack_keys):
       fake, _ = generate(g_vars, z, labels, True)
       fake = jax.lax.stop_gradient(fake)
       d_vars = {"params": d_params, **d_state}
@@ -169,7 +171,7 @@ def make_task(config, dataset) -> Task:
       critic = lambda x_packed: discriminator.apply(
           fixed, x_packed, *((labels[::packing],) if num_classes else ()))
       if float(g.gradient_penalty):
-        gp = gan_math.gradient_penalty(critic, pack(real, packing), pack(fake, packing), penalty_key)
+        gp = gan_math.gradient_penalty(critic, pack(real, packing), pack(fake, packing), pack_keys)
         terms["discriminator_gradient_penalty"] = gp
         loss = loss + float(g.gradient_penalty) * gp
       if float(g.r1):
@@ -200,11 +202,13 @@ def make_task(config, dataset) -> Task:
       label_chunks = jnp.split(labels, critic_steps) if labels is not None else [None] * critic_steps
       for real, index, chunk_labels in zip(chunks, indices, label_chunks):
         z = latents(fold_in_indices(jax.random.fold_in(key, CRITIC_STREAM), index))
+        pack_keys = fold_in_indices(jax.random.fold_in(key, PENALTY_STREAM), index[::packing])
         params["discriminator"], opt["discriminator"], d_terms = update(
             "discriminator", params["discriminator"], opt["discriminator"], d_loss,
-            params["generator"], real, chunk_labels, z, jax.random.fold_in(fold_in(key, PENALTY_STREAM), index[0]))
+            params["generator"], real, chunk_labels, z, pack_keys)
         if float(g.clip):
-          params["discriminator"]["params"] = gan_math.clip_weights(params["discriminator"]["params"], float(g.clip))
+          d_params = params["discriminator"]["params"]
+          params["discriminator"]["params"] = gan_math.clip_weights(d_params, float(g.clip))
       z = latents(fold_in_indices(jax.random.fold_in(key, GENERATOR_STREAM), batch["index"]))
       params["generator"], opt["generator"], g_terms = update(
           "generator", params["generator"], opt["generator"], g_loss, params["discriminator"], z, labels)
