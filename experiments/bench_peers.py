@@ -657,7 +657,7 @@ def langevin_conv(steps: int, rounds: int):
       x = x.detach().requires_grad_(True)
       grad, = torch.autograd.grad(torch_energy(x).sum(), x)
       x = (x - eta * grad + math.sqrt(2 * eta) * torch.randn_like(x)).clamp(0.0, 1.0)
-    float(x[0, 0, 0, 0])
+    float(x.detach()[0, 0, 0, 0])
     return time.perf_counter() - start
 
   sides = [Side("gen_jax run_langevin (compiled loop)", count(params), run_jax),

@@ -485,7 +485,8 @@ EBM_FIGURES = tuple((f"ebm_2d_checkerboard_{rule}", "samples/final_density.png",
     ("ebm_2d_two_moons_replay", "samples/final_trajectories.png", "ebm_two_moons_trajectories.png"),
     ("ebm_digits", "samples/final_replay_buffer.png", "ebm_digits_replay_buffer.png"),
     ("ebm_digits", "samples/final_fresh_chains.png", "ebm_digits_fresh_chains.png"),
-    ("ebm_digits", "samples/final_trajectories.png", "ebm_digits_trajectories.png"))
+    ("ebm_digits", "samples/final_trajectories.png", "ebm_digits_trajectories.png"),
+    ("ebm_mnist5k", "samples/final_fresh_chains.png", "ebm_mnist5k_fresh_chains.png"))
 
 
 # GAN runs: on PacGAN's ring and grid, every loss over seeds (workdir gan_2d_<density>_<loss>_s<seed>,
@@ -498,8 +499,9 @@ PACGAN_MODES = {"ring_of_gaussians": "GAN 6.3 ± 0.5, PacGAN2 7.9", "grid_of_gau
 
 
 def _mean_sd(values, scale=1.0, digits=2):
+  """"mean ± sd" over seeds (sd with ddof 1); the value alone for one seed."""
   v = scale * np.asarray(values, np.float64)
-  return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
+  return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
 
 
 def gan_table(runs_dir: str) -> str:
