@@ -22,6 +22,13 @@ HALF_BIN_WIDTH = 1.0 / (NUM_PIXEL_LEVELS - 1)
 MIN_BIN_PROBABILITY = 1e-12
 
 
+def values_and_input_grads(fn, x):
+  """(fn(x), ∇_x Σ_n fn(x)_n) for a row-wise fn: (n, ...) -> (n,), so row n's gradient is
+  ∇ fn(x_n) (energies, critics), in one backward pass."""
+  values, vjp = jax.vjp(fn, x)
+  return values, vjp(jnp.ones_like(values))[0]
+
+
 def sum_per_example(x):
   """Σ over every axis but the first: (batch, ...) -> (batch,)."""
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax import keys as keys_lib
-from gen_jax.distributions import sum_per_example
+from gen_jax.distributions import sum_per_example, values_and_input_grads
 
 EnergyApply = Callable  # (params, x) -> (n,) energies
 
@@ -42,8 +42,7 @@ def contrastive_divergence_loss(energy_apply: EnergyApply, params, x_data, x_mod
 
 def score(energy_apply: EnergyApply, params, x):
   """The model's score ∇_x log q(x) = -∇_x E(x), row by row."""
-  energies, vjp = jax.vjp(lambda x_: energy_apply(params, x_), x)
-  return -vjp(jnp.ones_like(energies))[0]
+  return -values_and_input_grads(lambda x_: energy_apply(params, x_), x)[1]
 
 
 def denoising_score_matching_loss(energy_apply: EnergyApply, params, x, noise, sigma: float):

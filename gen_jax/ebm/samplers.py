@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax import keys as keys_lib
+from gen_jax.distributions import values_and_input_grads
 
 EnergyFn = Callable[[jax.Array], jax.Array]
 NOISE_STREAM, ACCEPT_STREAM = 0, 1
@@ -56,12 +57,6 @@ def check_step_size(step_size):
     return
   if not value > 0:
     raise ValueError(f"Langevin step_size={value:g}: the step size must be > 0")
-
-
-def energy_and_grad(energy_fn: EnergyFn, x):
-  """(E(x) per row, ∇_x E(x) per row) in one backward pass."""
-  energies, vjp = jax.vjp(energy_fn, x)
-  return energies, vjp(jnp.ones_like(energies))[0]
 
 
 def _per_row_norm(g):
@@ -95,6 +90,13 @@ def _inside(x, bounds):
   return jnp.all((flat >= bounds[0]) & (flat <= bounds[1]), axis=1)
 
 
+def _trajectory(x0, path, record_every: int):
+  """x0 then every `record_every`-th position of the scanned path (None when not recorded)."""
+  if not record_every:
+    return None
+  return jnp.concatenate([x0[None], path[record_every - 1::record_every]])
+
+
 def _update_first_bad(first_bad, step, energies, x):
   finite = jnp.isfinite(energies) & jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
   return jnp.where((first_bad == NO_STEP) & ~finite, step, first_bad)
@@ -122,7 +124,7 @@ def run_langevin(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, noise_
   def body(carry, inputs):
     x, first_bad = carry
     step, temperature = inputs
-    energies, grads = energy_and_grad(energy_fn, x)
+    energies, grads = values_and_input_grads(energy_fn, x)
     first_bad = _update_first_bad(first_bad, step, energies, x)
     noise, _ = _step_draws(chain_keys, step, x.shape[1:], x.dtype)
     x = _bounded(x - step_size * _clip_rows(grads, grad_clip) / temperature + scale * noise, bounds)
@@ -130,10 +132,7 @@ def run_langevin(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, noise_
 
   first_bad = jnp.full(x0.shape[0], NO_STEP, jnp.int32)
   (x, first_bad), path = jax.lax.scan(body, (x0, first_bad), (jnp.arange(num_steps), temps))
-  trajectory = None
-  if record_every:
-    trajectory = jnp.concatenate([x0[None], path[record_every - 1::record_every]])
-  return ChainResult(x, first_bad, jnp.ones(x0.shape[0], x0.dtype), trajectory)
+  return ChainResult(x, first_bad, jnp.ones(x0.shape[0], x0.dtype), _trajectory(x0, path, record_every))
 
 
 def langevin_sample(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, noise_scale=None):
@@ -182,14 +181,14 @@ def run_mala(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, *, bounds=
   step_size = jnp.asarray(step_size, x0.dtype)
   beta = jnp.asarray(inverse_temperature, x0.dtype)
   tempered = lambda x: beta * energy_fn(x)
-  energies0, grads0 = energy_and_grad(tempered, x0)
+  energies0, grads0 = values_and_input_grads(tempered, x0)
 
   def body(carry, step):
     x, energies, grads, accepted, first_bad = carry
     first_bad = _update_first_bad(first_bad, step, energies, x)
     noise, u = _step_draws(chain_keys, step, x.shape[1:], x.dtype)
     proposal = x - step_size * grads + jnp.sqrt(2.0 * step_size) * noise
-    prop_energies, prop_grads = energy_and_grad(tempered, proposal)
+    prop_energies, prop_grads = values_and_input_grads(tempered, proposal)
     log_ratio = (energies - prop_energies + mala_log_proposal(x, proposal, prop_grads, step_size)
                  - mala_log_proposal(proposal, x, grads, step_size))
     accept = (jnp.log(u) < log_ratio) & _inside(proposal, bounds) & jnp.isfinite(prop_energies)
@@ -201,10 +200,7 @@ def run_mala(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, *, bounds=
   init = (x0, energies0, grads0, jnp.zeros(x0.shape[0], jnp.int32),
           jnp.full(x0.shape[0], NO_STEP, jnp.int32))
   (x, _, _, accepted, first_bad), path = jax.lax.scan(body, init, jnp.arange(num_steps))
-  trajectory = None
-  if record_every:
-    trajectory = jnp.concatenate([x0[None], path[record_every - 1::record_every]])
-  return ChainResult(x, first_bad, accepted / max(int(num_steps), 1), trajectory)
+  return ChainResult(x, first_bad, accepted / max(int(num_steps), 1), _trajectory(x0, path, record_every))
 
 
 def mala_sample(energy_fn: EnergyFn, x0, key, num_steps: int, step_size, **options):

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax import keys as keys_lib
+from gen_jax.distributions import values_and_input_grads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +71,14 @@ def gradient_penalty(critic_fn, real, fake, key):
   u = jax.vmap(lambda k: keys_lib.uniform(k, (), real.dtype))(keys)
   u = u.reshape((-1,) + (1,) * (real.ndim - 1))
   x_hat = u * real + (1.0 - u) * fake
-  values, vjp = jax.vjp(critic_fn, x_hat)
-  grads = vjp(jnp.ones_like(values))[0]
+  grads = values_and_input_grads(critic_fn, x_hat)[1]
   norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1))
   return jnp.mean((norms - 1.0) ** 2)
 
 
 def r1_penalty(critic_fn, real):
   """R1 (Mescheder et al. 2018): mean_n ‖∇_x D(x_n)‖² on real data (weight γ/2 in the loss)."""
-  values, vjp = jax.vjp(critic_fn, real)
-  grads = vjp(jnp.ones_like(values))[0]
+  grads = values_and_input_grads(critic_fn, real)[1]
   return jnp.mean(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1))
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from gen_jax.data import eval_batches, load_dataset
-from gen_jax.data.transforms import check_points, to_unit_interval
+from gen_jax.data.transforms import TRANSFORMS, check_points, to_unit_interval
 from gen_jax.ebm import losses, partition, replay, samplers
 from gen_jax.keys import INIT_STREAM, fold_in, fold_in_indices, stream_key
 from gen_jax.metrics import features as feature_lib
@@ -49,6 +49,8 @@ FIGURE_POINTS = 2000      # 2-D samples
 TRAJECTORIES = 12         # chains drawn in the trajectory figures
 TRAJECTORY_FRAMES = 10    # positions recorded per chain
 NO_FAULT = -1
+# Test images dequantized as in training: (255 x + u) / 256, u ~ U[0, 1) per pixel.
+DEQUANTIZE = TRANSFORMS["uniform_dequantize"].fn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +75,10 @@ def ssm_loss(apply, params, x, row_keys, c):
   return losses.sliced_score_matching_loss(apply, params, x, v)
 
 
-def uniform_starts(row_keys, event_shape, box, dtype=jnp.float32):
-  """x0 ~ U(B) per row, row r's from row_keys[r]."""
-  return jax.vmap(lambda k: jax.random.uniform(k, tuple(event_shape), dtype, *box))(row_keys)
-
-
 NEGATIVES = {
     "replay": Negatives(sampled=True, persistent=True),
-    "short_run": Negatives(sampled=True, start=lambda x, keys, box: uniform_starts(
-        fold_in(keys, START_STREAM), x.shape[1:], box, x.dtype)),
+    "short_run": Negatives(sampled=True, start=lambda x, keys, box: samplers.uniform_init(
+        fold_in(keys, START_STREAM), x.shape[0], x.shape[1:], *box, x.dtype)),
     "cd": Negatives(sampled=True, start=lambda x, keys, box: x),
     "dsm": Negatives(sampled=False, score_loss=dsm_loss),
     "ssm": Negatives(sampled=False, score_loss=ssm_loss),
@@ -214,8 +211,15 @@ def make_task(config, dataset) -> Task:
             f"{float(config.loss.regularization):g})")
 
   def sample(params, keys):
-    x0 = uniform_starts(fold_in(keys, START_STREAM), event_shape, box)
+    x0 = samplers.uniform_init(fold_in(keys, START_STREAM), keys.shape[0], event_shape, *box)
     return chains(params, x0, fold_in(keys, CHAIN_STREAM), sample_steps).x
+
+  def trajectories(params, key):
+    """(frames, chains, ...): TRAJECTORIES chains from U(B), every sample_steps / frames steps."""
+    keys = fold_in_indices(jax.random.fold_in(key, 1), jnp.arange(TRAJECTORIES))
+    x0 = samplers.uniform_init(keys, TRAJECTORIES, event_shape, *box)
+    every = max(1, sample_steps // TRAJECTORY_FRAMES)
+    return np.asarray(chains(params, x0, fold_in(keys, CHAIN_STREAM), sample_steps, every).trajectory)
 
   # ------------------------------------------------------------------ 2-D points
 
@@ -227,28 +231,25 @@ def make_task(config, dataset) -> Task:
     return float(partition.grid_log_partition(lambda z: energies(params, z), *box,
                                               int(ev.grid_size), chunks=int(ev.grid_size) // 50 or 1))
 
-  def test_energies(params):
-    values, inside = [], []
+  def evaluate_points(params, dataset_, key, final):
+    """One pass over the test points: the model's energies, whether each lies in the box, and the
+    true density's NLL."""
+    log_z = log_partition(params)
+    values = {"energy": [], "inside": [], "data_nll": []}
     for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
       mask = batch.pop("mask")
       x = jnp.asarray(batch["x"])
-      values.append(np.asarray(energies(params, x))[mask])
-      inside.append(np.all((np.asarray(x) >= box[0]) & (np.asarray(x) <= box[1]), axis=1)[mask])
-    return np.concatenate(values), np.concatenate(inside)
-
-  def evaluate_points(params, dataset_, key, final):
-    log_z = log_partition(params)
-    e, inside = test_energies(params)
-    nll = np.where(inside, e + log_z, np.inf)
+      values["energy"].append(np.asarray(energies(params, x))[mask])
+      values["inside"].append(np.all((np.asarray(x) >= box[0]) & (np.asarray(x) <= box[1]), axis=1)[mask])
+      if dataset.log_prob is not None:
+        values["data_nll"].append(-np.asarray(dataset.log_prob(x))[mask])
+    inside = np.concatenate(values["inside"])
+    nll = np.where(inside, np.concatenate(values["energy"]) + log_z, np.inf)
     metrics = {"log_z": log_z, "num_examples": int(len(nll)), "box_half_width": box[1],
                "test_outside_box": int((~inside).sum())}
     metrics["nll"], metrics["nll_sem"] = mean_and_sem(nll)
-    if dataset.log_prob is not None:
-      data_nll = []
-      for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
-        mask = batch.pop("mask")
-        data_nll.append(-np.asarray(dataset.log_prob(jnp.asarray(batch["x"])))[mask])
-      metrics["data_nll"], metrics["data_nll_sem"] = mean_and_sem(np.concatenate(data_nll))
+    if values["data_nll"]:
+      metrics["data_nll"], metrics["data_nll_sem"] = mean_and_sem(np.concatenate(values["data_nll"]))
     return metrics
 
   def initial_params():
@@ -271,7 +272,7 @@ def make_task(config, dataset) -> Task:
                                        f"EBM ({config.train.negatives}, {s.name}) on {dataset.name}")]
     if final:
       paths.append(landscape_figure(params, grid, test_points, f"{prefix}_energy_landscape.png"))
-      paths.append(trajectory_figure(params, key, grid, f"{prefix}_trajectories.png"))
+      paths.append(trajectory_figure(params, trajectories(params, key), grid, f"{prefix}_trajectories.png"))
     return paths
 
   def landscape_figure(params, grid, data, path):
@@ -290,12 +291,8 @@ def make_task(config, dataset) -> Task:
     plt.close(fig)
     return path
 
-  def trajectory_figure(params, key, grid, path):
-    """Chains from U(B) over the trained energy, position every num_steps / frames steps."""
-    keys = fold_in_indices(jax.random.fold_in(key, 1), jnp.arange(TRAJECTORIES))
-    x0 = uniform_starts(keys, event_shape, box)
-    every = max(1, sample_steps // TRAJECTORY_FRAMES)
-    path_xy = np.asarray(chains(params, x0, fold_in(keys, CHAIN_STREAM), sample_steps, every).trajectory)
+  def trajectory_figure(params, path_xy, grid, path):
+    """Chains from U(B) (`trajectories`) drawn over the trained energy."""
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     e = np.asarray(energies(params, jnp.asarray(grid))).reshape(FIGURE_GRID, FIGURE_GRID)
@@ -323,8 +320,7 @@ def make_task(config, dataset) -> Task:
       for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
         mask = batch.pop("mask")
         x = to_unit_interval(jnp.asarray(batch["x"]))
-        noise = jax.vmap(lambda k: jax.random.uniform(k, event_shape))(fold_in_indices(key, batch["id"]))
-        dequantized = (255.0 * x + noise) / 256.0
+        dequantized = jax.vmap(DEQUANTIZE)(fold_in_indices(key, batch["id"]), x)
         e.append(np.asarray(energies(params, dequantized))[mask])
       nll = np.concatenate(e) + log_z
       mean, sem = mean_and_sem(nll)
@@ -348,10 +344,7 @@ def make_task(config, dataset) -> Task:
     paths = [plots.save_image_grid(np.asarray(jax.jit(sample)(params, keys)),
                                    f"{prefix}_fresh_chains.png", 8)]
     if final:
-      keys = fold_in_indices(jax.random.fold_in(key, 1), jnp.arange(TRAJECTORIES))
-      x0 = uniform_starts(keys, event_shape, box)
-      every = max(1, sample_steps // TRAJECTORY_FRAMES)
-      path = np.asarray(chains(params, x0, fold_in(keys, CHAIN_STREAM), sample_steps, every).trajectory)
+      path = trajectories(params, key)
       frames = np.swapaxes(path, 0, 1).reshape(-1, *event_shape)  # a row per chain
       paths.append(plots.save_image_grid(frames, f"{prefix}_trajectories.png", path.shape[0]))
     return paths
