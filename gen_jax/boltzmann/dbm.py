@@ -15,8 +15,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gen_jax.metrics.likelihood import importance_log_mean
 from gen_jax.keys import as_typed_key, bernoulli, example_keys
+from gen_jax.metrics.likelihood import importance_log_mean
 
 MAX_ENUMERATED_UNITS = 22
 ENTROPY_EPS = 1e-7

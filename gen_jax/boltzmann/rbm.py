@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.metrics.likelihood import importance_log_mean
 from gen_jax.keys import as_typed_key, bernoulli, example_keys, fold_in
+from gen_jax.metrics.likelihood import importance_log_mean
 
 # Enumerated configurations per block in `log_partition_exact` (memory bound).
 ENUMERATION_BLOCK = 1 << 12

@@ -150,8 +150,9 @@ class Task:
   sample_at_temperature: Optional[Callable] = None
   density: Optional[Density] = None                     # for experiments.log_prob
   to_display: Callable = lambda x: x                    # model-space data -> [0, 1] images
-  # (carry on the host) -> a sentence on what went non-finite ("" when it cannot tell), added to
-  # the trainer's non-finite error (an EBM names the chain and the MCMC step)
+  # (carry, as the state holds it) -> a sentence on what went non-finite ("" when it cannot tell),
+  # added to the trainer's non-finite error (an EBM reads its replicated fault record to name the
+  # chain and the MCMC step)
   describe_nonfinite: Optional[Callable[[dict], str]] = None
   # (carry on the host, dataset, figure prefix, key) -> final metrics (and figures) of the carried
   # state, added to eval.json (an EBM's replay buffer: its samples' FID/KID)

@@ -360,8 +360,9 @@ def _raise_if_nonfinite(run: Run):
   else:
     where = (f"the last good checkpoint is step {run.last_saved}; a changed config needs a new "
              "--workdir")
-  detail = run.task.describe_nonfinite(jax.device_get(run.state["carry"])) \
-      if run.task.describe_nonfinite else ""
+  # The carry as it is (its sharded leaves are not all addressable in a multi-host run); a task
+  # reads the replicated leaves it needs.
+  detail = run.task.describe_nonfinite(run.state["carry"]) if run.task.describe_nonfinite else ""
   if detail:
     advice = detail
   raise FloatingPointError(f"non-finite value in {name!r} at step {step}; training stopped: "
