@@ -603,6 +603,19 @@ def made(steps: int, rounds: int):
                 f"timing, {rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
 
 
+def chained_sampler_timer(sample, x0, key, steps_per_call: int):
+  """run(n) -> seconds for n sampler steps: n / steps_per_call calls of the compiled
+  sample(x, key) (steps_per_call steps each), each call continuing the last one's chains."""
+  def run(n: int) -> float:
+    start, x = time.perf_counter(), x0
+    for i in range(max(1, n // steps_per_call)):
+      x = sample(x, jax.random.fold_in(key, i))
+    jax.block_until_ready(x)
+    return time.perf_counter() - start
+
+  return run
+
+
 def ebm_conv_energy_pair(channels, image_shape):
   """The mnist5k EBM's conv energy in Flax and the same layers in PyTorch (3x3 convolutions, a
   stride-2 one after each, swish, a sum over positions, a linear read-out)."""
@@ -641,13 +654,7 @@ def langevin_conv(steps: int, rounds: int):
                                                            bounds=(0.0, 1.0)).x)
   key = jax.random.key(1)
   jax.block_until_ready(run(params, jnp.asarray(x0), key))  # compiled before the timing
-
-  def run_jax(n: int) -> float:
-    start, x = time.perf_counter(), jnp.asarray(x0)
-    for i in range(max(1, n // steps)):
-      x = run(params, x, jax.random.fold_in(key, i))
-    jax.block_until_ready(x)
-    return time.perf_counter() - start
+  run_jax = chained_sampler_timer(lambda x, k: run(params, x, k), jnp.asarray(x0), key, steps)
 
   x_torch = torch.from_numpy(x0).permute(0, 3, 1, 2).contiguous()
 
@@ -695,17 +702,9 @@ def mala_blackjax(steps: int, rounds: int):
   key = jax.random.key(1)
   jax.block_until_ready((ours(x0, key), theirs(x0, key)))
 
-  def timer(fn):
-    def run(n: int) -> float:
-      start, x = time.perf_counter(), x0
-      for i in range(max(1, n // steps)):
-        x = fn(x, jax.random.fold_in(key, i))
-      jax.block_until_ready(x)
-      return time.perf_counter() - start
-    return run
-
-  sides = [Side("gen_jax run_mala", count(params), timer(ours)),
-           Side(f"BlackJAX {blackjax.__version__} mala (vmapped)", count(params), timer(theirs))]
+  sides = [Side("gen_jax run_mala", count(params), chained_sampler_timer(ours, x0, key, steps)),
+           Side(f"BlackJAX {blackjax.__version__} mala (vmapped)", count(params),
+                chained_sampler_timer(theirs, x0, key, steps))]
   seconds = interleaved_rounds(sides, steps, rounds)
   return report(f"MALA on the ebm_2d MLP energy, {num_chains} chains, {steps} steps a timing, {rounds} rounds",
                 sides, seconds, [(sides[0].name, sides[1].name)])
