@@ -19,6 +19,8 @@ Comparisons (each side trains the same architecture, with the same parameter cou
   layers 128-128; MAF's one-pass direction) against nflows.
 - `made`: a training step of a MADE 784-1024-1024-784 on binarized mnist5k (batch 64) against
   nflows' MADE of the same widths.
+- `gmm_2d`, `gmm_64d`, `gmm_scaling`: EM iterations of `mixtures.fit_gmm` against
+  scikit-learn's GaussianMixture from the same start (`experiments.bench_gmm`).
 
 Method: interleaved rounds (the order of the sides reversed every other round), a settle pause
 before each timing (worker threads of the side before go idle), torch at `--torch_threads`
@@ -40,6 +42,7 @@ import numpy as np
 import optax
 from absl import flags
 
+from experiments import bench_gmm
 from experiments.configs import diffusion as diffusion_config, flows_2d as flows_2d_config
 from experiments.configs import autoregressive_mnist5k as autoregressive_config
 from experiments.configs import ebm_2d as ebm_2d_config, ebm_mnist5k as ebm_mnist5k_config
@@ -784,7 +787,10 @@ def dcgan(steps: int, rounds: int):
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
                "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100),
                "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500),
-               "dcgan": (dcgan, 10)}
+               "dcgan": (dcgan, 10),
+               "gmm_2d": (lambda steps, rounds: bench_gmm.compare("EM", 1_000_000, 2, 8, steps, rounds, Side), 10),
+               "gmm_64d": (lambda steps, rounds: bench_gmm.compare("EM", 100_000, 64, 10, steps, rounds, Side), 10),
+               "gmm_scaling": (bench_gmm.scaling, 10)}
 
 
 def run_peers():

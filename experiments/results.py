@@ -32,6 +32,7 @@ FLOWS_START, FLOWS_END = "<!-- flows-results:start -->", "<!-- flows-results:end
 AUTOREGRESSIVE_START, AUTOREGRESSIVE_END = ("<!-- autoregressive-results:start -->",
                                             "<!-- autoregressive-results:end -->")
 EBM_START, EBM_END = "<!-- ebm-results:start -->", "<!-- ebm-results:end -->"
+MIXTURES_START, MIXTURES_END = "<!-- mixtures-results:start -->", "<!-- mixtures-results:end -->"
 GAN_START, GAN_END = "<!-- gan-results:start -->", "<!-- gan-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
@@ -330,13 +331,22 @@ def launched_row(launcher: str, runs_dir: str, name: str, config_arg: str, leadi
   return f"| {leading} | {cells(ev)} | {ev['step']:,} | {minutes:.1f} min | {command} |"
 
 
-def _flow_points_cells(ev):
+def _points_nll_cells(ev):
+  """test NLL ± sem | the true density's NLL ± sem | the gap (2-D density runs)."""
   return (f"{ev['nll']:.3f} ± {ev['nll_sem']:.3f} | {ev['data_nll']:.3f} ± {ev['data_nll_sem']:.3f} | "
-          f"{ev['nll'] - ev['data_nll']:+.3f} | {ev['density_integral']:.4f}")
+          f"{ev['nll'] - ev['data_nll']:+.3f}")
+
+
+def _flow_points_cells(ev):
+  return f"{_points_nll_cells(ev)} | {ev['density_integral']:.4f}"
+
+
+def _bpd_cell(ev):
+  return f"{ev['nll_bpd']:.3f} ± {ev['nll_bpd_sem']:.3f}"
 
 
 def _flow_image_cells(ev):
-  return f"{ev['nll_bpd']:.3f} ± {ev['nll_bpd_sem']:.3f} | {ev['num_examples']:,}"
+  return f"{_bpd_cell(ev)} | {ev['num_examples']:,}"
 
 
 def flows_table(runs_dir: str) -> str:
@@ -489,9 +499,16 @@ EBM_FIGURES = tuple((f"ebm_2d_checkerboard_{rule}", "samples/final_density.png",
     ("ebm_mnist5k", "samples/final_fresh_chains.png", "ebm_mnist5k_fresh_chains.png"))
 
 
-# GAN runs: on PacGAN's ring and grid, every loss over seeds (workdir gan_2d_<density>_<loss>_s<seed>,
+# GAN runs: on PacGAN's ring and grid, every loss over seeds (workdir gan_2d_<density>_<name>_s<seed>,
 # the default config otherwise), and the image runs (workdir gan_<dataset>[_conditional]).
-GAN_LOSSES = ("non_saturating", "minimax", "wasserstein", "hinge", "least_squares")
+# Each 2-D row: (label, workdir name, config overrides).
+GAN_2D_ROWS = tuple((loss, loss, f"--config.gan.loss={loss}")
+                    for loss in ("hinge", "non_saturating", "minimax", "wasserstein", "least_squares")) + (
+    ("wasserstein + GP (WGAN-GP's toy setup: λ 0.1, 5 critic steps of 256, Adam 1e-4, β (0.5, 0.9))",
+     "wgan_gp", "--config.gan.loss=wasserstein --config.gan.gradient_penalty=0.1 --config.gan.critic_steps=5 "
+     "--config.optim.generator.learning_rate=1e-4 --config.optim.discriminator.learning_rate=1e-4 "
+     "--config.optim.b2=0.9 --config.train.batch_size=1280"),)
+GAN_DEFAULT_LOSS = "hinge"   # gan_2d.py's
 GAN_DENSITIES = ("ring_of_gaussians", "grid_of_gaussians")
 GAN_SEEDS = (0, 1, 2, 3, 4)
 # PacGAN's Table (Lin et al. 2018), modes captured, mean ± sd over its runs.
@@ -508,20 +525,21 @@ def gan_table(runs_dir: str) -> str:
   lines = ["| data | loss | seeds run | modes captured | high-quality % | reverse KL | published (modes) | "
            "steps | command (seed S) |", "|---|---|---|---|---|---|---|---|---|"]
   for density in GAN_DENSITIES:
-    for loss in GAN_LOSSES:
-      config_arg = f"experiments/configs/gan_2d.py:{density} --config.gan.loss={loss} --config.seed=S"
-      command = f"`python -m experiments.gan --workdir={runs_dir}/gan_2d_{density}_{loss}_sS --config={config_arg}`"
-      evs = [ev for seed in GAN_SEEDS
-             if (ev := _load(os.path.join(runs_dir, f"gan_2d_{density}_{loss}_s{seed}", "eval.json")))]
+    for label, name, overrides in GAN_2D_ROWS:
+      workdir = lambda seed: os.path.join(runs_dir, f"gan_2d_{density}_{name}_s{seed}")
+      command = (f"`python -m experiments.gan --workdir={runs_dir}/gan_2d_{density}_{name}_sS "
+                 f"--config=experiments/configs/gan_2d.py:{density} {overrides} --config.seed=S`")
+      if name == GAN_DEFAULT_LOSS:
+        label += " (default)"
+      evs = [ev for seed in GAN_SEEDS if (ev := _load(os.path.join(workdir(seed), "eval.json")))]
       if not evs:
-        lines.append(f"| {density} | {loss} | (not run) | | | | | | {command} |")
+        lines.append(f"| {density} | {label} | (not run) | | | | | | {command} |")
         continue
-      seeds = ", ".join(str(s) for s in GAN_SEEDS
-                        if os.path.exists(os.path.join(runs_dir, f"gan_2d_{density}_{loss}_s{s}", "eval.json")))
-      published = PACGAN_MODES[density] if loss == "non_saturating" else ""
-      lines.append(f"| {density} | {loss} | {seeds} | {_mean_sd([e['modes_captured'] for e in evs], digits=1)} | "
+      seeds = ", ".join(str(s) for s in GAN_SEEDS if os.path.exists(os.path.join(workdir(s), "eval.json")))
+      published = PACGAN_MODES[density] if name == GAN_DEFAULT_LOSS else ""
+      lines.append(f"| {density} | {label} | {seeds} | {_mean_sd([e['modes_captured'] for e in evs], digits=1)} | "
                    f"{_mean_sd([e['high_quality_fraction'] for e in evs], 100, 1)} | "
-                   f"{_mean_sd([e['reverse_kl'] for e in evs], digits=3)} | {published} | {evs[0]['step']:,} | {command} |")
+                   f"{_reverse_kl_cell([e['reverse_kl'] for e in evs])} | {published} | {evs[0]['step']:,} | {command} |")
   lines += ["", "| data | model | FID / KID×10³ / precision / recall (cls) | steps | training time | command |",
             "|---|---|---|---|---|---|"]
   for dataset in ("digits", "mnist5k"):
@@ -534,12 +552,21 @@ def gan_table(runs_dir: str) -> str:
   return "\n".join(lines)
 
 
+def _reverse_kl_cell(values) -> str:
+  """mean ± sd over the runs with a finite reverse KL; a run without one high-quality sample
+  has KL = ∞ (PacGAN's definition) and is counted apart."""
+  finite = [v for v in values if np.isfinite(v)]
+  cell = _mean_sd(finite, digits=3) if finite else "—"
+  missing = len(values) - len(finite)
+  return cell + (f" (∞ in {missing} run{'s' * (missing > 1)}: no high-quality sample)" if missing else "")
+
+
 def _gan_image_cells(ev):
   return quality_cell(ev, ev.get("feature_net", f"{ev['dataset']}_cls"))
 
 
-GAN_FIGURES = (("gan_2d_ring_of_gaussians_non_saturating_s0", "samples/final_game.png", "gan_ring_game.png"),
-               ("gan_2d_grid_of_gaussians_non_saturating_s0", "samples/final_game.png", "gan_grid_game.png"),
+GAN_FIGURES = (("gan_2d_ring_of_gaussians_hinge_s0", "samples/final_game.png", "gan_ring_game.png"),
+               ("gan_2d_grid_of_gaussians_hinge_s0", "samples/final_game.png", "gan_grid_game.png"),
                ("gan_mnist5k_conditional", "samples/final_samples_by_class.png", "gan_mnist5k_by_class.png"),
                ("gan_mnist5k", "samples/final_interpolations.png", "gan_mnist5k_interpolations.png"))
 
@@ -625,6 +652,61 @@ def write_diffusion_table(runs_dir: str, readme: str, root: str) -> str:
   return text
 
 
+# Gaussian mixtures: EM with K = 8 and 25 on every 2-D density (workdir mixtures_2d_<density>_k<K>),
+# the gradient route with K = 8 (…_k8_gradient), and the image baselines (mixtures_digits,
+# mixtures_mnist5k) beside the other families' 8-bit rows that share their bound's scale.
+MIXTURE_DENSITIES = ("eight_gaussians", "two_moons", "checkerboard", "swiss_roll", "rings",
+                     "ring_of_gaussians", "grid_of_gaussians")
+MIXTURE_COMPONENTS = (8, 25)
+MIXTURE_GRADIENT_DENSITIES = ("eight_gaussians", "two_moons", "checkerboard")
+EIGHT_BIT_PEERS = {"digits": (("PixelCNN++ (8-bit, discretized logistic mixture)", "ar_digits8_pixelcnn_pp"),
+                              ("causal transformer (8-bit tokens)", "ar_digits8_transformer_8bit"),
+                              ("EBM (log Z by AIS)", "ebm_digits")),
+                   "mnist5k": (("PixelCNN++ (8-bit, discretized logistic mixture)", "ar_mnist5k8_pixelcnn_pp"),
+                               ("causal transformer (8-bit tokens)", "ar_mnist5k8_transformer_8bit"),
+                               ("EBM (log Z by AIS)", "ebm_mnist5k"))}
+
+
+def _mixture_points_cells(ev):
+  return f"{_points_nll_cells(ev)} | {ev.get('em_iterations', '—')} | {ev['bic']:,.0f}"
+
+
+def _mixture_image_cells(ev):
+  return f"{_bpd_cell(ev)} | {ev.get('em_iterations', '—')}"
+
+
+def mixtures_table(runs_dir: str) -> str:
+  lines = ["| data | fit | test NLL (nats) | true NLL | gap | EM iterations | BIC (train) | steps | "
+           "training time | command |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for density in MIXTURE_DENSITIES:
+    for k in MIXTURE_COMPONENTS:
+      lines.append(launched_row("mixtures", runs_dir, f"mixtures_2d_{density}_k{k}",
+                                f"experiments/configs/mixtures_2d.py:{density} --config.model.num_components={k}",
+                                f"{density} | EM, K = {k} full", _mixture_points_cells, 5))
+    if density in MIXTURE_GRADIENT_DENSITIES:
+      lines.append(launched_row("mixtures", runs_dir, f"mixtures_2d_{density}_k8_gradient",
+                                f"experiments/configs/mixtures_2d.py:{density},gradient",
+                                f"{density} | gradient (Adam), K = 8 full", _mixture_points_cells, 5))
+  lines += ["", "| data | model | test NLL (bits/dim, 8-bit) | EM iterations | steps | training time | command |",
+            "|---|---|---|---|---|---|---|"]
+  for dataset, variant, title in (("digits", "", "GMM, EM, K = 10 full"),
+                                  ("mnist5k", ":mnist5k", "GMM, EM, K = 10 diagonal")):
+    lines.append(launched_row("mixtures", runs_dir, f"mixtures_{dataset}",
+                              f"experiments/configs/mixtures_digits.py{variant}", f"{dataset} | {title}",
+                              _mixture_image_cells, 2))
+    for label, name in EIGHT_BIT_PEERS[dataset]:
+      ev = _load(os.path.join(runs_dir, name, "eval.json"))
+      cells = f"{_bpd_cell(ev)} | — | {ev['step']:,}" if ev else "(not run) | — |"
+      lines.append(f"| {dataset} | {label} | {cells} | | its own table (workdir {name}) |")
+  return "\n".join(lines)
+
+
+MIXTURE_FIGURES = (("mixtures_2d_grid_of_gaussians_k25", "samples/final_em_iterations.png", "mixtures_grid_em_iterations.png"),
+                   ("mixtures_2d_two_moons_k8", "samples/final_em_vs_gradient.png", "mixtures_two_moons_em_vs_gradient.png"),
+                   ("mixtures_2d_checkerboard_k25", "samples/final_mixture.png", "mixtures_checkerboard_k25.png"),
+                   ("mixtures_digits", "samples/final_samples.png", "mixtures_digits_samples.png"))
+
+
 def table_writer(make_table, figures, start: str, end: str):
   """A table writer: the table between `start` and `end`, and `figures` copied to docs/images/
   (README shows them below the table by name)."""
@@ -644,12 +726,13 @@ write_autoregressive_table = table_writer(autoregressive_table, AR_FIGURES, AUTO
                                           AUTOREGRESSIVE_END)
 write_ebm_table = table_writer(ebm_table, EBM_FIGURES, EBM_START, EBM_END)
 write_gan_table = table_writer(gan_table, GAN_FIGURES, GAN_START, GAN_END)
+write_mixtures_table = table_writer(mixtures_table, MIXTURE_FIGURES, MIXTURES_START, MIXTURES_END)
 
 
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
           "diffusion": write_diffusion_table, "flows": write_flows_table,
           "autoregressive": write_autoregressive_table, "ebm": write_ebm_table,
-          "gan": write_gan_table}
+          "gan": write_gan_table, "mixtures": write_mixtures_table}
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
 
 

@@ -33,3 +33,18 @@ def adam_losses(loss, params, steps: int = 5, learning_rate: float = 1e-2):
     return (optax.apply_updates(p, updates), opt_state), value
 
   return jax.lax.scan(step, (params, tx.init(params)), length=steps)[1]
+
+
+def check_points_tools(workdir, config, nll: float, method_word: str):
+  """A 2-D run's tools: experiments.log_prob on the test points reproduces eval.json's `nll`
+  by the named method, and experiments.sample draws finite points; returns 16 samples."""
+  import numpy as np
+  from experiments import log_prob as log_prob_tool
+  from experiments import sample as sample_tool
+  from gen_jax.data import load_dataset
+  log_p, method = log_prob_tool.log_prob_run(str(workdir), load_dataset(config.data).test.arrays["x"])
+  assert method_word in method
+  np.testing.assert_allclose(-log_p.mean(), nll, rtol=1e-5)
+  samples = sample_tool.sample_run(str(workdir), 16)
+  assert samples.shape == (16, 2) and np.all(np.isfinite(samples))
+  return samples

@@ -25,7 +25,7 @@ from gen_jax.nets import ConvEnergy, MLPEnergy
 from gen_jax.tasks import ebm as ebm_task
 from gen_jax.training import train
 from gen_jax.training.writers import read_metrics
-from tests.helpers import FEW_STEPS, with_overrides
+from tests.helpers import FEW_STEPS, check_points_tools, with_overrides
 
 PRECISION = np.array([[2.0, 0.6], [0.6, 1.0]])
 MEAN = np.array([0.5, -1.0])
@@ -339,12 +339,7 @@ def test_2d_run_writes_figures_and_its_tools_sample_and_score(tmp_path):
   m = ebm_task.train_and_evaluate(config, str(tmp_path)).eval_metrics
   for name in ("density", "energy_landscape", "trajectories"):
     assert (tmp_path / "samples" / f"final_{name}.png").exists()
-  test_points = load_dataset(config.data).test.arrays["x"]
-  log_p, method = log_prob_tool.log_prob_run(str(tmp_path), test_points)
-  assert "quadrature" in method
-  np.testing.assert_allclose(-log_p.mean(), m["nll"], rtol=1e-5)
-  samples = sample_tool.sample_run(str(tmp_path), 16)
-  assert samples.shape == (16, 2) and np.all(np.isfinite(samples))
+  samples = check_points_tools(tmp_path, config, m["nll"], "quadrature")
   assert np.abs(samples).max() <= m["box_half_width"]
 
 

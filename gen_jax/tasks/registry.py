@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional
 
 from gen_jax.data import load_dataset
 from gen_jax.tasks import (autoencoders, autoregressive, dbm, dbn, diffusion, ebm, flows, gan, hopfield,
-                           rbm, sbn)
+                           mixtures, rbm, sbn)
 from gen_jax.training import trainer
 from gen_jax.training.workdir import CONFIG_FILE, read_config
 
@@ -32,6 +32,7 @@ FAMILIES: Mapping[str, Family] = {
     "ebm": Family("ebm", ebm.train_and_evaluate, ebm.make_task),
     "flows": Family("flows", flows.train_and_evaluate, flows.make_task),
     "gan": Family("gan", gan.train_and_evaluate, gan.make_task),
+    "mixtures": Family("mixtures", mixtures.train_and_evaluate, mixtures.make_task),
     "rbm": Family("rbm", rbm.train_and_evaluate, rbm.make_task),
     "dbm": Family("dbm", dbm.train_and_evaluate, dbm.make_task),
     "sbn": Family("sbn", sbn.train_and_evaluate, sbn.make_task),
