@@ -701,7 +701,7 @@ def mixtures_table(runs_dir: str) -> str:
   return "\n".join(lines)
 
 
-MIXTURE_FIGURES = (("mixtures_2d_grid_of_gaussians_k25", "samples/final_em_iterations.png", "mixtures_grid_em_iterations.png"),
+MIXTURE_FIGURES = (("mixtures_2d_rings_k25", "samples/final_em_iterations.png", "mixtures_rings_em_iterations.png"),
                    ("mixtures_2d_two_moons_k8", "samples/final_em_vs_gradient.png", "mixtures_two_moons_em_vs_gradient.png"),
                    ("mixtures_2d_checkerboard_k25", "samples/final_mixture.png", "mixtures_checkerboard_k25.png"),
                    ("mixtures_digits", "samples/final_samples.png", "mixtures_digits_samples.png"))
