@@ -195,18 +195,18 @@ def fit_gmm(x, num_components: int, key, covariance_type: str = "full", max_iter
     mask = jax.device_put(jnp.pad(mask, (0, pad)), sharding)
   run = functools.partial(run_em, num_examples=n, max_iters=int(max_iters), chunk_size=chunk_size,
                           mesh=mesh, axis=axis)
-  tol, reg = jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype)
+  tol_array, reg = jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype)
   if init is not None:
     weights, means, covariances = (jnp.asarray(v, x.dtype) for v in init)
     gmm, lls, iters, converged = run(GaussianMixture(weights, means, covariances, covariance_type),
-                                     x, mask, tol, reg)
+                                     x, mask, tol_array, reg)
   else:
     starts = initialize_many(points, jax.random.split(key, n_init), reg, num_components=num_components,
                              covariance_type=covariance_type, method=init_method)
     gmms, lls_all, iters_all, conv_all = jax.vmap(run, in_axes=(0, None, None, None, None))(
-        starts, x, mask, tol, reg)
+        starts, x, mask, tol_array, reg)
     final = jnp.take_along_axis(lls_all, jnp.maximum(iters_all - 1, 0)[:, None], 1)[:, 0]
-    best = int(jnp.argmax(jnp.where(jnp.isnan(final), -jnp.inf, final)))
+    best = int(jnp.argmax(jnp.where(jnp.isnan(final), -jnp.inf, final)))  # a start gone NaN loses
     gmm = jax.tree.map(lambda v: v[best], gmms)
     lls, iters, converged = lls_all[best], iters_all[best], conv_all[best]
   iters = int(iters)
