@@ -23,7 +23,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from gen_jax.mixtures import em
+from gen_jax.mixtures import em, gmm as gmm_lib
 
 INIT_POINTS = 10_000
 REG_COVAR = 1e-6
@@ -63,6 +63,9 @@ def sklearn_fit(x, start, iterations: int):
     return model.fit(x)
 
 
+FITS = {"gen_jax": gen_jax_fit, "scikit-learn": sklearn_fit}
+
+
 @dataclasses.dataclass
 class FitSide:
   name: str
@@ -70,14 +73,15 @@ class FitSide:
   x: np.ndarray
   start: tuple
 
-  def seconds_per_iteration(self, iterations: int) -> float:
+  def seconds(self, iterations: int) -> float:
+    """Seconds of one fit of `iterations` EM iterations."""
     begin = time.perf_counter()
     self.fit(self.x, self.start, iterations)
-    return (time.perf_counter() - begin) / iterations
+    return time.perf_counter() - begin
 
 
-def compare(title: str, num_points: int, dim: int, num_components: int, steps: int, rounds: int, side_cls):
-  """Interleaved rounds of the two fits (`side_cls`: bench_peers.Side), medians and ranges."""
+def compare(title: str, num_points: int, dim: int, num_components: int, steps: int, rounds: int):
+  """Interleaved rounds of the two fits (bench_peers' method), medians and ranges."""
   from experiments import bench_peers
   import sklearn
   x = mixture_data(num_points, dim, num_components)
@@ -86,25 +90,27 @@ def compare(title: str, num_points: int, dim: int, num_components: int, steps: i
            FitSide(f"scikit-learn {sklearn.__version__} GaussianMixture", sklearn_fit, x, start)]
   for side in sides:   # compile for this iteration count; warm the caches
     side.fit(x, start, steps)
-  num_params = num_components - 1 + num_components * dim + num_components * dim * (dim + 1) // 2
-  timed = [side_cls(s.name, num_params, (lambda s: lambda n: s.seconds_per_iteration(n) * n)(s)) for s in sides]
+  num_params = gmm_lib.num_parameters("full", num_components, dim)
+  timed = [bench_peers.Side(s.name, num_params, s.seconds) for s in sides]
   seconds = bench_peers.interleaved_rounds(timed, steps, rounds)
   return bench_peers.report(f"{title}: {num_points:,} points, D = {dim}, K = {num_components} full, float32, "
                             f"{steps} EM iterations a timing (steps/s = iterations/s), {rounds} rounds",
                             timed, seconds, [(timed[0].name, timed[1].name)])
 
 
+def _status_kib(field: str) -> int:
+  """A size field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident), KiB."""
+  with open("/proc/self/status") as f:
+    fields = dict(line.split(":", 1) for line in f)
+  return int(fields[field].split()[0])
+
+
 def _peak_memory_child(side: str, num_points: int, dim: int, num_components: int, queue):
   x = mixture_data(num_points, dim, num_components)
   start = shared_start(x, num_components)
-  with open("/proc/self/status") as f:
-    fields = dict(line.split(":", 1) for line in f)
-  baseline_kb = int(fields["VmRSS"].split()[0])
-  fit = gen_jax_fit if side == "gen_jax" else sklearn_fit
-  fit(x, start, MEMORY_ITERATIONS)
-  with open("/proc/self/status") as f:
-    fields = dict(line.split(":", 1) for line in f)
-  queue.put((baseline_kb, int(fields["VmHWM"].split()[0])))
+  baseline_kb = _status_kib("VmRSS")
+  FITS[side](x, start, MEMORY_ITERATIONS)
+  queue.put((baseline_kb, _status_kib("VmHWM")))
 
 
 def peak_memory_mib(side: str, num_points: int, dim: int, num_components: int) -> tuple[float, float]:
@@ -126,10 +132,10 @@ def scaling(steps: int, rounds: int):
     x = mixture_data(n, 2, 8)
     start = shared_start(x, 8)
     times = {}
-    for name, fit in (("gen_jax", gen_jax_fit), ("scikit-learn", sklearn_fit)):
+    for name, fit in FITS.items():
       side = FitSide(name, fit, x, start)
       fit(x, start, steps)
-      times[name] = np.median([side.seconds_per_iteration(steps) for _ in range(rounds)])
+      times[name] = np.median([side.seconds(steps) for _ in range(rounds)]) / steps
     ratio = times["scikit-learn"] / times["gen_jax"]
     print(f"  n = {n:>9,d}: gen_jax {times['gen_jax'] * 1e3:8.2f} ms, scikit-learn "
           f"{times['scikit-learn'] * 1e3:8.2f} ms, ratio {ratio:.2f}x")
@@ -137,8 +143,8 @@ def scaling(steps: int, rounds: int):
   print(f"\nPeak resident memory of one {MEMORY_ITERATIONS}-iteration fit, fresh process per side "
         "(MiB above the resident size with the data in memory)")
   for n, dim, k in ((1_000_000, 2, 8), (100_000, 64, 10)):
-    for side in ("gen_jax", "sklearn"):
+    for side in FITS:
       base, extra = peak_memory_mib(side, n, dim, k)
-      print(f"  n = {n:,}, D = {dim}, K = {k}: {side:8s} +{extra:7.1f} MiB (resident before the fit {base:.0f} MiB; "
+      print(f"  n = {n:,}, D = {dim}, K = {k}: {side:12s} +{extra:7.1f} MiB (resident before the fit {base:.0f} MiB; "
             f"data {n * dim * 4 / 2 ** 20:.1f} MiB)")
   return rows

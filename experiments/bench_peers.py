@@ -788,8 +788,8 @@ COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (un
                "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100),
                "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500),
                "dcgan": (dcgan, 10),
-               "gmm_2d": (lambda steps, rounds: bench_gmm.compare("EM", 1_000_000, 2, 8, steps, rounds, Side), 10),
-               "gmm_64d": (lambda steps, rounds: bench_gmm.compare("EM", 100_000, 64, 10, steps, rounds, Side), 10),
+               "gmm_2d": (lambda steps, rounds: bench_gmm.compare("EM", 1_000_000, 2, 8, steps, rounds), 10),
+               "gmm_64d": (lambda steps, rounds: bench_gmm.compare("EM", 100_000, 64, 10, steps, rounds), 10),
                "gmm_scaling": (bench_gmm.scaling, 10)}
 
 

@@ -24,26 +24,31 @@ KMEANS_TOL = 1e-4   # scikit-learn's KMeans tol: of the mean squared centre shif
 def check_data(x, num_components: int, covariance_type: str) -> np.ndarray:
   """Raises ValueError, in one line, on x a mixture cannot be fitted to."""
   gmm_lib.covariance_type_of(covariance_type)
-  shape = np.shape(x)
-  if len(shape) != 2:
-    raise ValueError(f"x must have shape (num_points, dim), got shape {shape}: reshape it, e.g. "
+  x = np.asarray(x)
+  if x.ndim != 2:
+    raise ValueError(f"x must have shape (num_points, dim), got shape {x.shape}: reshape it, e.g. "
                      "x.reshape(len(x), -1)")
-  if not np.issubdtype(np.asarray(x[:0]).dtype, np.floating):
-    raise ValueError(f"x must be floating point, got dtype {np.asarray(x[:0]).dtype}: convert it "
+  if not np.issubdtype(x.dtype, np.floating):
+    raise ValueError(f"x must be floating point, got dtype {x.dtype}: convert it "
                      "with x.astype(np.float32)")
-  if num_components < 1 or num_components > shape[0]:
+  if num_components < 1 or num_components > x.shape[0]:
     raise ValueError(f"num_components={num_components} must be between 1 and the number of "
-                     f"points ({shape[0]})")
-  finite = np.isfinite(np.asarray(x))
+                     f"points ({x.shape[0]})")
+  finite = np.isfinite(x)
   if not finite.all():
     bad = np.argwhere(~finite)[0]
     raise ValueError(f"x has {int((~finite).sum())} NaN or inf values (the first at row {bad[0]}, "
                      f"column {bad[1]}): drop or impute those rows")
-  return np.asarray(x)
+  return x
 
 
 def _squared_distances(x, centres):
   return (jnp.sum(x ** 2, 1)[:, None] - 2.0 * x @ centres.T + jnp.sum(centres ** 2, 1)[None, :])
+
+
+def _nearest_one_hot(x, centres):
+  """Each row's nearest centre, one-hot (N, K): k-means' assignment step."""
+  return jax.nn.one_hot(jnp.argmin(_squared_distances(x, centres), 1), centres.shape[0], dtype=x.dtype)
 
 
 def kmeans_plusplus(x: jax.Array, num_components: int, key: jax.Array) -> jax.Array:
@@ -76,7 +81,7 @@ def kmeans(x: jax.Array, centres: jax.Array, max_iters: int = KMEANS_MAX_ITERS,
 
   def lloyd(carry):
     centres, _, i = carry
-    one_hot = jax.nn.one_hot(jnp.argmin(_squared_distances(x, centres), 1), centres.shape[0], dtype=x.dtype)
+    one_hot = _nearest_one_hot(x, centres)
     counts = jnp.sum(one_hot, 0)
     new = jnp.where(counts[:, None] > 0, one_hot.T @ x / jnp.maximum(counts, 1)[:, None], centres)
     return new, jnp.sum((new - centres) ** 2), i + 1
@@ -88,8 +93,7 @@ def kmeans(x: jax.Array, centres: jax.Array, max_iters: int = KMEANS_MAX_ITERS,
 
 
 def _hard_assignment(x, centres, covariance_type, reg_covar):
-  resp = jax.nn.one_hot(jnp.argmin(_squared_distances(x, centres), 1), centres.shape[0], dtype=x.dtype)
-  return gmm_lib.from_responsibilities(x, resp, covariance_type, reg_covar)
+  return gmm_lib.from_responsibilities(x, _nearest_one_hot(x, centres), covariance_type, reg_covar)
 
 
 def _kmeans_plusplus_init(x, num_components, key, covariance_type, reg_covar):

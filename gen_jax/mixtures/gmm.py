@@ -164,9 +164,14 @@ class CovarianceType:
   to_full: Callable
 
 
+def _triangular_log_det(factor):
+  """log |P| = Σ_d log P_dd of triangular P (..., D, D)."""
+  return jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+
+
 def _full_precision(cov, dim):
   prec_chol = _full_precision_cholesky(cov)
-  return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1), prec_chol
+  return _triangular_log_det(prec_chol), prec_chol
 
 
 def _tied_precision(cov, dim):
@@ -221,12 +226,21 @@ def as_full_covariances(gmm: GaussianMixture) -> jax.Array:
   return covariance_type_of(gmm.covariance_type).to_full(gmm.covariances, gmm.num_components, gmm.dim)
 
 
+def _log_gaussians(kind: CovarianceType, x, means, log_det, kernel):
+  """log N(x_n; μ_k, Σ_k) = −½ D log 2π + log|P_k| − ½ (Mahalanobis distance)², (N, K)."""
+  return kind.log_density(x, means, kernel) - 0.5 * x.shape[-1] * LOG_2PI + log_det
+
+
+def full_log_gaussians(x: jax.Array, means: jax.Array, prec_chol: jax.Array) -> jax.Array:
+  """log N(x_n; μ_k, Σ_k) from precision Cholesky factors P_k (P_k P_kᵀ = Σ_k⁻¹), (N, K)."""
+  return _log_gaussians(COVARIANCE_TYPES["full"], x, means, _triangular_log_det(prec_chol), prec_chol)
+
+
 def component_log_probs(gmm: GaussianMixture, x: jax.Array) -> jax.Array:
   """log π_k + log N(x_n; μ_k, Σ_k), (N, K)."""
   kind = covariance_type_of(gmm.covariance_type)
   log_det, kernel = kind.precision(gmm.covariances, gmm.dim)
-  log_gauss = kind.log_density(x, gmm.means, kernel) - 0.5 * gmm.dim * LOG_2PI + log_det
-  return log_gauss + jnp.log(gmm.weights)
+  return _log_gaussians(kind, x, gmm.means, log_det, kernel) + jnp.log(gmm.weights)
 
 
 def gmm_log_prob(gmm: GaussianMixture, x: jax.Array) -> jax.Array:
@@ -321,17 +335,26 @@ def num_parameters(covariance_type: str, num_components: int, dim: int) -> int:
   return num_components - 1 + num_components * dim + kind.num_covariance_parameters(num_components, dim)
 
 
+def information_criteria(total_log_likelihood: float, num_points: int, num_params: int) -> dict:
+  """{"bic": −2 Σ_n log p(x_n) + p log N, "aic": −2 Σ_n log p(x_n) + 2p} (lower is better)
+  from the summed log-likelihood, so a split read in batches needs one pass."""
+  return {"bic": float(-2.0 * total_log_likelihood + num_params * np.log(num_points)),
+          "aic": float(-2.0 * total_log_likelihood + 2.0 * num_params)}
+
+
+def _criteria(gmm: GaussianMixture, x) -> dict:
+  return information_criteria(float(jnp.sum(gmm_log_prob(gmm, x))), x.shape[0],
+                              num_parameters(gmm.covariance_type, gmm.num_components, gmm.dim))
+
+
 def bic(gmm: GaussianMixture, x) -> float:
   """Bayesian information criterion −2 Σ_n log p(x_n) + p log N (lower is better)."""
-  n = x.shape[0]
-  return float(-2.0 * jnp.sum(gmm_log_prob(gmm, x))
-               + num_parameters(gmm.covariance_type, gmm.num_components, gmm.dim) * np.log(n))
+  return _criteria(gmm, x)["bic"]
 
 
 def aic(gmm: GaussianMixture, x) -> float:
   """Akaike information criterion −2 Σ_n log p(x_n) + 2p (lower is better)."""
-  return float(-2.0 * jnp.sum(gmm_log_prob(gmm, x))
-               + 2 * num_parameters(gmm.covariance_type, gmm.num_components, gmm.dim))
+  return _criteria(gmm, x)["aic"]
 
 
 def sample(gmm: GaussianMixture, keys: jax.Array) -> jax.Array:

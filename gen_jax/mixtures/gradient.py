@@ -41,11 +41,7 @@ def to_mixture(params: dict) -> GaussianMixture:
 
 def log_prob(params: dict, x: jax.Array) -> jax.Array:
   """log p(x_n) from the unconstrained parameters, (N,) (no matrix inverse)."""
-  p = precision_cholesky(params["precision_raw"])
-  dim = x.shape[-1]
-  y = jnp.einsum("nd,kde->nke", x, p) - jnp.einsum("kd,kde->ke", params["means"], p)[None]
-  log_gauss = (-0.5 * jnp.sum(y ** 2, -1) - 0.5 * dim * gmm_lib.LOG_2PI
-               + jnp.sum(jnp.log(jnp.diagonal(p, axis1=-2, axis2=-1)), -1))
+  log_gauss = gmm_lib.full_log_gaussians(x, params["means"], precision_cholesky(params["precision_raw"]))
   return jax.nn.logsumexp(log_gauss + jax.nn.log_softmax(params["logits"]), axis=-1)
 
 

@@ -26,6 +26,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from gen_jax.data import eval_batches, load_dataset
 from gen_jax.data.transforms import check_points, to_unit_interval
@@ -94,13 +95,17 @@ def make_task(config, dataset) -> Task:
   root_key = jax.random.key(int(config.seed))
   dequantize_key = jax.random.fold_in(root_key, DEQUANTIZE_STREAM)
 
+  def dequantize(x_unit, keys):
+    """(k + u) / 256 flattened, for images in [0, 1] with 8-bit values k; row i's u from keys[i]."""
+    bins = deq.to_bins(x_unit).reshape(x_unit.shape[0], -1)
+    return (bins + deq.uniform_dequantizer(None, bins, keys)[0]) / deq.PIXEL_BINS
+
   def to_model(x, ids):
-    """Model-space rows: 2-D points as they are; images (k + u) / 256 flattened, u keyed by id."""
+    """Model-space rows: 2-D points as they are; images dequantized with u keyed by example id
+    (the same copy on every pass)."""
     if not is_image:
       return x
-    bins = deq.to_bins(to_unit_interval(x)).reshape(x.shape[0], -1)
-    u = deq.uniform_dequantizer(None, bins, fold_in_indices(dequantize_key, ids))[0]
-    return (bins + u) / deq.PIXEL_BINS
+    return dequantize(to_unit_interval(x), fold_in_indices(dequantize_key, ids))
 
   # The split is read in batches (the trainer's pipeline, random access into the source), never
   # whole: the start uses `model.init_points` of it, the figures the first FIGURE_POINTS.
@@ -175,19 +180,25 @@ def make_task(config, dataset) -> Task:
   def log_prob_batch(params, y):
     return gmm_lib.gmm_log_prob(mixture_of(params), y)
 
-  def evaluate(params, dataset, key, final):
-    values, data_values = [], []
-    for batch in eval_batches(dataset.test, int(ev.batch_size), int(ev.num_examples) or None):
+  def split_log_probs(params, source, limit=None, true_density=None):
+    """Model-space log p of each row of a split, read in batches (float64), and the true
+    density's log p of the same rows when `true_density` is given (else None)."""
+    values, true_values = [], []
+    for batch in eval_batches(source, int(ev.batch_size), limit):
       mask = batch.pop("mask")
       y = to_model(jnp.asarray(batch["x"]), jnp.asarray(batch["id"]))
-      values.append(-np.asarray(log_prob_batch(params, y), np.float64)[mask])
-      if dataset.log_prob is not None:
-        data_values.append(-np.asarray(dataset.log_prob(jnp.asarray(batch["x"])))[mask])
-    nll = np.concatenate(values) + (dim * math.log(deq.PIXEL_BINS) if is_image else 0.0)
+      values.append(np.asarray(log_prob_batch(params, y), np.float64)[mask])
+      if true_density is not None:
+        true_values.append(np.asarray(true_density(jnp.asarray(batch["x"])))[mask])
+    return np.concatenate(values), (np.concatenate(true_values) if true_values else None)
+
+  def evaluate(params, dataset, key, final):
+    log_p, true_log_p = split_log_probs(params, dataset.test, int(ev.num_examples) or None, dataset.log_prob)
+    nll = -log_p + (dim * math.log(deq.PIXEL_BINS) if is_image else 0.0)
     metrics = {}
     metrics["nll"], metrics["nll_sem"] = mean_and_sem(nll)
-    if data_values:
-      metrics["data_nll"], metrics["data_nll_sem"] = mean_and_sem(np.concatenate(data_values))
+    if true_log_p is not None:
+      metrics["data_nll"], metrics["data_nll_sem"] = mean_and_sem(-true_log_p)
     if is_image:
       metrics["nll_bpd"] = float(nats_to_bpd(metrics["nll"], dim))
       metrics["nll_bpd_sem"] = float(nats_to_bpd(metrics["nll_sem"], dim))
@@ -198,15 +209,10 @@ def make_task(config, dataset) -> Task:
 
   def training_split_criteria(params) -> dict:
     """Mean log-likelihood of the training split (model space), BIC and AIC, in batches."""
-    total = 0.0
-    for batch in eval_batches(dataset.train, int(ev.batch_size)):
-      mask = batch.pop("mask")
-      y = to_model(jnp.asarray(batch["x"]), jnp.asarray(batch["id"]))
-      total += float(np.sum(np.asarray(log_prob_batch(params, y), np.float64)[mask]))
+    total = float(np.sum(split_log_probs(params, dataset.train)[0]))
     num_params = gmm_lib.num_parameters(covariance_type, num_components, dim)
     return {"train_mean_log_likelihood": total / num_train,
-            "bic": -2.0 * total + num_params * math.log(num_train),
-            "aic": -2.0 * total + 2.0 * num_params, "num_parameters": num_params,
+            **gmm_lib.information_criteria(total, num_train, num_params), "num_parameters": num_params,
             "rank_deficient_components": int(gmm_lib.empirical_rank_deficient(mixture_of(params), reg_covar).sum())}
 
   def sample(params, keys):
@@ -270,25 +276,24 @@ def make_task(config, dataset) -> Task:
       return {}
     iterations = int(carry["iteration"])
     lls = np.asarray(carry["log_likelihoods"])[:min(iterations, HISTORY_LENGTH)]
-    paths = {"em_log_likelihood": [float(v) for v in lls], "em_iterations": iterations,
-             "em_converged": bool(carry["converged"])}
+    metrics = {"em_log_likelihood": [float(v) for v in lls], "em_iterations": iterations,
+               "em_converged": bool(carry["converged"])}
     if is_image:
       plots.save_loss_curves([{"step": i, "EM mean log-likelihood (train)": float(v)} for i, v in enumerate(lls)],
                              f"{prefix}_em_log_likelihood.png", "EM")
-      return paths
+      return metrics
     drawn = [i for i in range(len(SNAPSHOT_ITERATIONS)) if SNAPSHOT_ITERATIONS[i] <= iterations]
     panels = [(f"iteration {SNAPSHOT_ITERATIONS[i]}", _mixture(jax.tree.map(lambda v: v[i], carry["snapshots"]),
                                                                covariance_type)) for i in drawn]
     ellipse_figure(panels, None, f"{prefix}_em_iterations.png")
     start = _mixture(jax.tree.map(lambda v: v[0], carry["snapshots"]), covariance_type)
     curve_figure(lls, start, f"{prefix}_em_vs_gradient.png")
-    return paths
+    return metrics
 
   def curve_figure(em_lls, start, path):
     """Mean training log-likelihood per full pass: EM's iterations, and full-batch Adam
     (learning rate `optim.learning_rate`) on `gradient.nll_loss` from the same start when the
     covariances are full."""
-    import optax
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot(np.arange(len(em_lls)), em_lls, marker="o", ms=3, label="EM")
@@ -322,17 +327,12 @@ def make_task(config, dataset) -> Task:
 
   density = Density(lambda params, x, keys: log_prob_batch(params, x), "exact (the mixture's density)") \
       if not is_image else Density.for_images(
-          lambda params, x, keys: log_prob_batch(params, deq_rows(x, keys)) - dim * math.log(deq.PIXEL_BINS),
+          lambda params, x, keys: log_prob_batch(params, dequantize(x, keys)) - dim * math.log(deq.PIXEL_BINS),
           "the uniform-dequantization bound on log P(x) of the 8-bit image (one draw of u per row)",
           "unit", continuous=False)
 
-  def deq_rows(x, keys):
-    bins = deq.to_bins(x).reshape(x.shape[0], -1)
-    return (bins + deq.uniform_dequantizer(None, bins, keys)[0]) / deq.PIXEL_BINS
-
   common = dict(evaluate=evaluate, write_figures=write_figures, sample=sample, density=density,
-                describe_nonfinite=describe_nonfinite,
-                to_display=lambda x: x)
+                describe_nonfinite=describe_nonfinite)
   name = f"mixture/{m.kind}-{covariance_type}-{num_components}"
   if m.kind == "em":
     return Task(name=name, init=init, make_step=make_step, init_carry=init_carry,
