@@ -11,14 +11,17 @@ Comparisons (each side trains the same architecture, with the same parameter cou
   Gaussian decoder (that command's discretized Gaussian needs log Φ differences that torch
   has no function for): gen_jax's trainer step and PyTorch.
 - `unet`: the DDPM U-Net of the default diffusion config (283,249 parameters, ε target,
-  L_simple, batch 32) on mnist5k: gen_jax's trainer step and the same U-Net written layer for
-  layer in PyTorch (`torch_unet`).
+  L_simple, batch 32) on mnist5k: gen_jax's trainer step, the same U-Net written layer for
+  layer in PyTorch (`torch_unet`), and diffusers' `UNet2DModel` of the same architecture
+  (`diffusers_unet`).
 - `realnvp`: a training step of `flows_2d`'s RealNVP (ActNorm + 8 affine couplings, MLPs
   128-128, batch 256) on 8 gaussians against the same architecture in nflows.
 - `maf_density`: the log-density of 10,000 points under `flows_2d`'s MAF (ActNorm + 8 MADE
   layers 128-128; MAF's one-pass direction) against nflows.
 - `made`: a training step of a MADE 784-1024-1024-784 on binarized mnist5k (batch 64) against
   nflows' MADE of the same widths.
+- `conv_layers`: each convolution of the conv VAE and the U-Net alone (forward, input and kernel
+  gradients) under XLA and torch: where the two conv rows lose.
 - `gmm_2d`, `gmm_64d`, `gmm_scaling`: EM iterations of `mixtures.fit_gmm` against
   scikit-learn's GaussianMixture from the same start (`experiments.bench_gmm`).
 
@@ -458,7 +461,41 @@ def conv_vae(steps: int, rounds: int):
                                dataset, autoencoders.make_task, model, loss, images, steps, rounds)
 
 
+def diffusers_unet(image_shape, channels: int, channel_mults, num_res_blocks: int,
+                   attention_resolutions, num_heads: int):
+  """diffusers' `UNet2DModel` configured as `gen_jax.nets.UNet`: the same widths, residual
+  blocks per level, stride-2 convolutions down, nearest + conv up, attention at the same
+  resolutions and in the middle, GroupNorm groups and ε. Its time embedding starts from a
+  C-wide sinusoid where gen_jax's starts from a 4C-wide one (3·C·4C fewer weights)."""
+  import torch
+  from diffusers import UNet2DModel
+  size, _, c_image = image_shape
+  widths, down, up = [], [], []
+  for level, mult in enumerate(channel_mults):
+    widths.append(mult * channels)
+    attention = (size >> level) in attention_resolutions
+    down.append("AttnDownBlock2D" if attention else "DownBlock2D")
+    up.insert(0, "AttnUpBlock2D" if attention else "UpBlock2D")
+  network = UNet2DModel(sample_size=size, in_channels=c_image, out_channels=c_image,
+                        block_out_channels=tuple(widths), layers_per_block=num_res_blocks,
+                        down_block_types=tuple(down), up_block_types=tuple(up),
+                        norm_num_groups=math.gcd(diffusion_nets.GROUPS, channels), norm_eps=GROUP_NORM_EPS,
+                        attention_head_dim=widths[-1] // num_heads, downsample_padding=1)
+
+  class Wrapped(torch.nn.Module):  # model(x_t, t) -> ε̂, as torch_ddpm_loss calls it
+    def __init__(self):
+      super().__init__()
+      self.network = network
+
+    def forward(self, x, time):
+      return self.network(x, time).sample
+
+  return Wrapped()
+
+
 def unet(steps: int, rounds: int):
+  """The DDPM U-Net: gen_jax's trainer step against the same U-Net written layer for layer in
+  PyTorch and against diffusers' UNet2DModel of the same architecture."""
   import torch
   config = diffusion_config.get_config()
   with config.unlocked():
@@ -466,12 +503,18 @@ def unet(steps: int, rounds: int):
   dataset = load_dataset(config.data)
   images = dataset.train.arrays["x"].astype(np.float32) / 255.0
   m = config.model
-  torch.manual_seed(0)
-  model = torch_unet(images.shape[1:], int(m.channels), tuple(m.channel_mults), int(m.num_res_blocks),
-                     tuple(m.attention_resolutions), int(m.num_heads))
+  architecture = (images.shape[1:], int(m.channels), tuple(m.channel_mults), int(m.num_res_blocks),
+                  tuple(m.attention_resolutions), int(m.num_heads))
   loss = torch_ddpm_loss(np.asarray(gaussian.linear_betas(int(m.num_timesteps))))
-  return trainer_against_torch(f"DDPM U-Net on {config.data.name} (eps target, L_simple)", config,
-                               dataset, diffusion_task.make_task, model, loss, images, steps, rounds)
+  batches = torch_batches(images, int(config.train.batch_size), True)
+  torch.manual_seed(0)
+  sides = [trainer_side("gen_jax trainer step", config, dataset, diffusion_task.make_task),
+           torch_side("PyTorch", torch_unet(*architecture), loss, batches, config.optim.learning_rate),
+           torch_side("diffusers", diffusers_unet(*architecture), loss, batches, config.optim.learning_rate)]
+  seconds = interleaved_rounds(sides, steps, rounds)
+  return report(f"DDPM U-Net on {config.data.name} (eps target, L_simple), batch "
+                f"{config.train.batch_size}, {steps} steps a timing, {rounds} rounds", sides, seconds,
+                [(sides[0].name, "PyTorch"), (sides[0].name, "diffusers")])
 
 
 def nflows_realnvp(num_layers: int, hidden_sizes, dim: int = 2):
@@ -784,10 +827,79 @@ def dcgan(steps: int, rounds: int):
                 f"{rounds} rounds", sides, seconds, [(sides[0].name, sides[1].name)])
 
 
+# The convolutions of the conv VAE and the U-Net, one layer at a time at the networks' batch
+# sizes: (label, batch, size, C_in, C_out, kernel, stride). The sub-pixel upsampling layers are
+# the 2x2 stride-1 convolutions to 4x the channels that `nets.layers.SubpixelConvTranspose` runs.
+CONV_LAYERS = (("conv VAE encoder 3x3/2, 3->32 at 32px", 100, 32, 3, 32, 3, 2),
+               ("conv VAE encoder 3x3/2, 32->64 at 16px", 100, 16, 32, 64, 3, 2),
+               ("conv VAE sub-pixel 2x2, 64->256 at 8px", 100, 8, 64, 256, 2, 1),
+               ("conv VAE sub-pixel 2x2, 64->128 at 16px", 100, 16, 64, 128, 2, 1),
+               ("conv VAE output 3x3, 32->6 at 32px", 100, 32, 32, 6, 3, 1),
+               ("U-Net 3x3, 16->16 at 28px", 32, 28, 16, 16, 3, 1),
+               ("U-Net 3x3, 32->32 at 14px", 32, 14, 32, 32, 3, 1))
+
+
+def conv_layer_pair(batch: int, size: int, c_in: int, c_out: int, kernel: int, stride: int):
+  """(gen_jax side, torch side) of one convolution's forward and backward (input and kernel
+  gradients of Σ y·g) on the same data: XLA's `conv_general_dilated` (NHWC, HWIO) jitted, and
+  torch's `conv2d` (NCHW)."""
+  import torch
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(batch, size, size, c_in)).astype(np.float32)
+  w = (0.1 * rng.normal(size=(kernel, kernel, c_in, c_out))).astype(np.float32)
+  pad = (kernel - 1) // 2 if stride == 1 else 1
+  jax_pad = ((0, 1), (0, 1)) if stride == 2 else (((1, 0), (1, 0)) if kernel == 2 else ((pad, pad), (pad, pad)))
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), jax_pad,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  g = np.ones(jax.eval_shape(conv, x, w).shape, np.float32)
+  grads = jax.jit(jax.grad(lambda x, w, g: jnp.sum(conv(x, w) * g), argnums=(0, 1)))
+  xj, wj, gj = jnp.asarray(x), jnp.asarray(w), jnp.asarray(g)
+
+  def run_jax(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      out = grads(xj, wj, gj)
+    jax.block_until_ready(out)
+    return time.perf_counter() - start
+
+  xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+  wt = torch.tensor(w.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+  functional = torch.nn.functional
+
+  def torch_conv(x):
+    if kernel == 2:
+      return functional.conv2d(functional.pad(x, (1, 0, 1, 0)), wt)
+    return functional.conv2d(x, wt, stride=stride, padding=pad)
+
+  gt = torch.ones_like(torch_conv(xt))
+
+  def run_torch(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      torch.autograd.grad(torch_conv(xt), (xt, wt), gt)
+    return time.perf_counter() - start
+
+  return Side("gen_jax (XLA)", w.size, run_jax), Side("PyTorch", w.size, run_torch)
+
+
+def conv_layers(steps: int, rounds: int):
+  rows = []
+  for label, *shape in CONV_LAYERS:
+    sides = list(conv_layer_pair(*shape))
+    seconds = interleaved_rounds(sides, steps, rounds)
+    ratios = report(f"{label}, batch {shape[0]}: forward + both gradients, {steps} calls a timing, "
+                    f"{rounds} rounds", sides, seconds, [(sides[0].name, "PyTorch")])
+    rows += [(f"{label}: {name}", *values) for name, *values in ratios]
+  return rows
+
+
 COMPARISONS = {"mlp_vae": (mlp_vae, 200), "conv_vae": (conv_vae, 5), "unet": (unet, 10),
                "realnvp": (realnvp, 200), "maf_density": (maf_density, 20), "made": (made, 100),
                "langevin_conv": (langevin_conv, 20), "mala_blackjax": (mala_blackjax, 500),
-               "dcgan": (dcgan, 10),
+               "dcgan": (dcgan, 10), "conv_layers": (conv_layers, 10),
                "gmm_2d": (lambda steps, rounds: bench_gmm.compare("EM", 1_000_000, 2, 8, steps, rounds), 10),
                "gmm_64d": (lambda steps, rounds: bench_gmm.compare("EM", 100_000, 64, 10, steps, rounds), 10),
                "gmm_scaling": (bench_gmm.scaling, 10)}

@@ -33,6 +33,7 @@ AUTOREGRESSIVE_START, AUTOREGRESSIVE_END = ("<!-- autoregressive-results:start -
                                             "<!-- autoregressive-results:end -->")
 EBM_START, EBM_END = "<!-- ebm-results:start -->", "<!-- ebm-results:end -->"
 MIXTURES_START, MIXTURES_END = "<!-- mixtures-results:start -->", "<!-- mixtures-results:end -->"
+PAINTINGS_START, PAINTINGS_END = "<!-- paintings-results:start -->", "<!-- paintings-results:end -->"
 GAN_START, GAN_END = "<!-- gan-results:start -->", "<!-- gan-results:end -->"
 IMAGES_DIR = os.path.join("docs", "images")
 
@@ -729,10 +730,61 @@ write_gan_table = table_writer(gan_table, GAN_FIGURES, GAN_START, GAN_END)
 write_mixtures_table = table_writer(mixtures_table, MIXTURE_FIGURES, MIXTURES_START, MIXTURES_END)
 
 
+# The picture-folder application on the photo-tile folder (README's paintings section).
+PAINTINGS_RUN = "paintings_photos32"
+PAINTINGS_PHOTOS = "photos"
+PAINTINGS_FLAGS = "--layout=tiles --tile_size=32"
+PAINTINGS_FIGURES = tuple((PAINTINGS_RUN, f"gallery/{name}.png", f"paintings_{name}.png")
+                          for name in ("vae_samples", "pixelcnn_pp_samples", "ddpm_samples", "heldout",
+                                       "ddpm_neighbours_pixels", "ddpm_distances_pixels"))
+PAINTINGS_SCREENSHOT = "paintings_gallery.png"
+
+
+def paintings_table(runs_dir: str) -> str:
+  workdir = os.path.join(runs_dir, PAINTINGS_RUN)
+  results = _load(os.path.join(workdir, "results.json"))
+  if not results:
+    return f"(no results.json in {workdir} yet)"
+  manifest = results["manifest"]
+  lines = ["| model | held-out bits/dim | likelihood | steps × batch | training + evaluation | NN distance, "
+           "samples / held-out (pixels) | near copies (pixels) | NN ratio (VAE latents) | near copies "
+           "(VAE latents) |", "|---|---|---|---|---|---|---|---|---|"]
+  for r in results["models"]:
+    pixels, features = r["memorisation"]["pixels"], r["memorisation"].get("features")
+    sem = f" ± {r['bits_per_dim_sem']:.3f}" if r["bits_per_dim_sem"] else ""
+    latent = (f"{features['nn_median_ratio']:.2f} | {features['near_copy_fraction']:.1%}" if features
+              else "— | —")  # no feature space: neither the VAE nor Inception weights
+    lines.append(
+        f"| {r['model']} | {r['bits_per_dim']:.3f}{sem} | {r['likelihood']} | {r['steps']:,} × "
+        f"{r['batch_size']} | {r['train_seconds'] / 60:.1f} min | {pixels['sample_nn_median']:.2f} / "
+        f"{pixels['heldout_nn_median']:.2f} | {pixels['near_copy_fraction']:.1%} | {latent} |")
+  photos = os.path.join(runs_dir, PAINTINGS_PHOTOS)
+  lines.append(
+      f"\n{manifest['num_train']:,} training and {manifest['num_test']:,} held-out squares of 32x32 from "
+      f"{manifest['num_pictures']} photographs; the whole command (preparation, the three trainings "
+      f"and their evaluations, samples, memorisation checks, gallery) took "
+      f"{results['total_seconds'] / 60:.1f} min: `python -m experiments.photo_folder --output={photos} && "
+      f"python -m experiments.paintings --images={photos} --workdir={workdir} {PAINTINGS_FLAGS}`")
+  return "\n".join(lines)
+
+
+def write_paintings_table(runs_dir: str, readme: str, root: str) -> str:
+  """The table, the gallery's figures and a headless-Chromium screenshot of its top."""
+  text = paintings_table(runs_dir)
+  if readme:
+    from experiments import paintings_gallery
+    copy_named_figures(runs_dir, root, PAINTINGS_FIGURES)
+    index = os.path.join(runs_dir, PAINTINGS_RUN, "index.html")
+    if os.path.exists(index):
+      paintings_gallery.screenshot(index, os.path.join(root, IMAGES_DIR, PAINTINGS_SCREENSHOT))
+    rewrite_readme(readme, text, PAINTINGS_START, PAINTINGS_END)
+  return text
+
+
 TABLES = {"autoencoders": write_autoencoder_table, "boltzmann": write_boltzmann_table,
           "diffusion": write_diffusion_table, "flows": write_flows_table,
           "autoregressive": write_autoregressive_table, "ebm": write_ebm_table,
-          "gan": write_gan_table, "mixtures": write_mixtures_table}
+          "gan": write_gan_table, "mixtures": write_mixtures_table, "paintings": write_paintings_table}
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to print (and write): {list(TABLES)}.")
 
 

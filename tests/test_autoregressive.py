@@ -371,3 +371,27 @@ def test_config_mistakes_get_errors_that_say_what_to_fix(tmp_path, overrides, me
   with pytest.raises(ValueError, match=message):
     autoregressive.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_pixelcnn_pp_samples_are_fixed_points_of_the_networks_conditionals_on_colour_images():
+  """Each sampled pixel is the draw (same key) from the conditional the likelihood uses, given
+  the sample itself in the network's input space (k/255 in [0, 1]): the sampler feeds the
+  network what training fed it. (It once fed the [-1, 1] draws, and colour samples came out
+  saturated.)"""
+  from gen_jax.data.sources import ArraySource, Dataset
+  from gen_jax.keys import fold_in
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (16, 3, 3, 3), dtype=np.uint8)
+  split = ArraySource({"x": images, "label": np.zeros(16, np.int64)})
+  dataset = Dataset("colour", "image", split, split, (3, 3, 3))
+  config = with_overrides(autoregressive_digits.get_config("8bit,smoke"))
+  task = autoregressive.make_task(config, dataset)
+  params = task.init(jax.random.key(0), jnp.asarray(images[:2], jnp.float32) / 255.0)
+  keys = jax.random.split(jax.random.key(1), 4)
+  samples = jax.jit(task.sample)(params, keys)  # (4, 3, 3, 3) in [0, 1]
+  network = autoregressive.model_kind("pixelcnn_pp").build(config.model, (3, 3, 3))
+  outputs = network.apply(params, samples).reshape(4, 9, -1)
+  for n in range(4):
+    for p in range(9):
+      pixel = dl.sample_pixel_mixture(fold_in(keys[n], p), outputs[n, p], 3, int(config.model.num_mixtures))
+      np.testing.assert_allclose(pixel, 2.0 * samples[n].reshape(9, 3)[p] - 1.0, atol=1e-6)

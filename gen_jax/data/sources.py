@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from gen_jax.data import builders, densities
+from gen_jax.data import builders, densities, folder
 
 # Data sets at most this large are read into memory once; larger ones stay random-access.
 IN_MEMORY_MAX_BYTES = 2 << 30
@@ -112,6 +113,24 @@ def load_image_folder(config):
   return dataset
 
 
+def load_prepared_folder(config):
+  """A folder made into examples by `experiments.paintings` (`gen_jax.data.folder`): the .npz
+  at data.path with its train and test split; labels are the pictures' styles (sub-folders)."""
+  if not config.get("path"):
+    raise ValueError("data.name='prepared_folder' needs data.path: the .npz that "
+                     "experiments.paintings wrote (WORKDIR/data/examples_SIZE.npz)")
+  arrays = folder.load_prepared_arrays(str(config.path))
+  train = ArraySource({"x": arrays["train_x"], "label": arrays["train_label"]})
+  test = ArraySource({"x": arrays["test_x"], "label": arrays["test_label"]})
+  styles = [str(s) for s in arrays["styles"]]
+  return Dataset("prepared_folder", "image", train, test, tuple(arrays["train_x"].shape[1:]),
+                 len(styles) if len(styles) > 1 else 0,
+                 info={"path": str(config.path), "styles": styles,
+                       # what cached reference features are keyed by (experiments.evaluate)
+                       "version": hashlib.sha256(arrays["train_x"].tobytes()
+                                                 + arrays["test_x"].tobytes()).hexdigest()[:16]})
+
+
 def _density_loader(density):
   def load(config):
     seed = int(config.get("seed", 0))
@@ -167,6 +186,7 @@ LOADERS: Mapping[str, Callable] = {
     "mnist5k": load_mnist5k,
     "digits": load_digits,
     "image_folder": load_image_folder,
+    "prepared_folder": load_prepared_folder,
     **{name: _density_loader(d) for name, d in densities.DENSITIES.items()},
 }
 

@@ -118,6 +118,9 @@ def model_kind(name: str) -> ModelKind:
   return MODEL_KINDS[name]
 
 
+RANGE_ROUNDING_SLACK = 1e-6
+
+
 def check_data_range(x, obs, transforms):
   """Raises when data after the transforms fall outside what the likelihood accepts."""
   x = np.asarray(x)
@@ -125,7 +128,9 @@ def check_data_range(x, obs, transforms):
     raise ValueError(f"the {obs.name} likelihood needs data in {{0, 1}}, but after data.transforms="
                      f"{list(transforms)} values span [{x.min():.3g}, {x.max():.3g}]: add "
                      "'dynamic_binarize' or 'static_binarize' to data.transforms")
-  if obs.data_range == "symmetric" and (x.min() < -1 or x.max() > 1 or x.min() >= 0):
+  # XLA computes k / 255 as k · (1/255), so a 255 pixel scales to 1 + 1 ulp: allow rounding.
+  slack = RANGE_ROUNDING_SLACK
+  if obs.data_range == "symmetric" and (x.min() < -1 - slack or x.max() > 1 + slack or x.min() >= 0):
     raise ValueError(f"the {obs.name} likelihood needs data in [-1, 1], but after data.transforms="
                      f"{list(transforms)} values span [{x.min():.3g}, {x.max():.3g}]: end "
                      "data.transforms with 'scale_to_symmetric'")

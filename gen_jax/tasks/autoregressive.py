@@ -232,9 +232,10 @@ def make_task(config, dataset) -> Task:
       shape = (num_dims,) if kind.flat else event_shape
       x = likelihood.sample_in_order(outputs_fn, likelihood.draw_bernoulli, keys, shape, orders=orders)
       return x.reshape(n, *event_shape)
-    if kind.data == PIXELS:
+    if kind.data == PIXELS:  # pixels are drawn on [-1, 1]; the network reads them as k/255 in [0, 1]
       draw = lambda key, out: dl.sample_pixel_mixture(key, out, event_shape[-1], num_mixtures)
-      return (likelihood.sample_in_order(outputs_fn, draw, keys, event_shape) + 1.0) / 2.0
+      pixel_outputs = lambda canvas: outputs_fn((canvas + 1.0) / 2.0)
+      return (likelihood.sample_in_order(pixel_outputs, draw, keys, event_shape) + 1.0) / 2.0
     return likelihood.sample_in_order(outputs_fn, likelihood.draw_gaussian_mixture, keys, event_shape)
 
   log_likelihood_batch = jax.jit(marginal_log_likelihood)
