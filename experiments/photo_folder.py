@@ -23,7 +23,7 @@ SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 
 def photographs() -> dict[str, dict]:
   """{sub-folder: {name: (H, W, 3) uint8}}: scikit-learn's two photographs, and scikit-image's
-  when it is installed (`pip install scikit-image`)."""
+  when it is installed (`pip install -e ".[photos]"`)."""
   from sklearn.datasets import load_sample_images
   sample = load_sample_images()
   found = {"scikit-learn": {os.path.splitext(os.path.basename(name))[0]: image
