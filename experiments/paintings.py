@@ -43,7 +43,7 @@ from gen_jax.data import folder as folder_lib
 from gen_jax.data import load_dataset
 from gen_jax.metrics import features as feature_lib
 from gen_jax.metrics import memorisation
-from gen_jax.metrics.protocol import image_quality
+from gen_jax.metrics.protocol import extract_features, image_quality
 from gen_jax.tasks import autoencoders, registry
 from gen_jax.training.workdir import write_json_atomic
 
@@ -115,11 +115,12 @@ def check_flags(f):
 # ---------------------------------------------------------------- 1. the data
 
 
-def folder_fingerprint(folder: str, settings: dict) -> str:
-  """What the prepared data depend on: every file's path, size and time, and the settings."""
+def folder_fingerprint(folder: str, files: list[pathlib.Path], settings: dict) -> str:
+  """What the prepared data depend on: every file's path, size and time (`files`, as
+  `folder.list_files` lists them), and the settings."""
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
   root = pathlib.Path(folder)
-  for path in sorted(p for p in root.rglob("*") if p.is_file()):
+  for path in files:
     stat = path.stat()
     digest.update(f"{path.relative_to(root)}/{stat.st_size}/{stat.st_mtime_ns}".encode())
   return digest.hexdigest()[:16]
@@ -131,8 +132,8 @@ def prepare(f, workdir: str) -> tuple[str, dict]:
   settings = {"images": os.path.abspath(f.images), "image_size": f.image_size, "layout": f.layout,
               "tile_size": f.tile_size, "test_fraction": f.test_fraction, "seed": f.seed,
               "max_pixels": f.max_pixels}
-  folder_lib.list_files(f.images)  # a missing or empty folder fails before anything is written
-  fingerprint = folder_fingerprint(f.images, settings)
+  files = folder_lib.list_files(f.images)  # a missing or empty folder fails before anything is written
+  fingerprint = folder_fingerprint(f.images, files, settings)
   data_dir = os.path.join(workdir, DATA_DIR)
   path = os.path.join(data_dir, f"examples_{f.image_size}.npz")
   manifest_path = os.path.join(data_dir, MANIFEST_FILE)
@@ -209,13 +210,15 @@ class FeatureSpace:
   embed: Callable[[np.ndarray], np.ndarray]  # images in [0, 1] -> (N, d)
 
 
-def feature_space(f, trained: dict) -> FeatureSpace | None:
-  """Inception pool features when weights are given, else the trained VAE's latent means."""
-  weights = f.inception_weights or os.environ.get(feature_lib.INCEPTION_WEIGHTS_ENV, "")
-  if weights:
-    net = feature_lib.feature_net("inception_v3", weights=weights)
-    from gen_jax.metrics.protocol import extract_features
-    return FeatureSpace("Inception-v3 pool features", lambda x: extract_features(net, x)[0])
+def inception_weights(f) -> str:
+  """The Inception-v3 FID weights: --inception_weights, else $GEN_JAX_INCEPTION_WEIGHTS, else ""."""
+  return f.inception_weights or os.environ.get(feature_lib.INCEPTION_WEIGHTS_ENV, "")
+
+
+def feature_space(inception, trained: dict) -> FeatureSpace | None:
+  """Inception pool features when its network is given, else the trained VAE's latent means."""
+  if inception is not None:
+    return FeatureSpace("Inception-v3 pool features", lambda x: extract_features(inception, x)[0])
   if "vae" in trained:
     return FeatureSpace("the trained VAE's latent means", vae_features(trained["vae"]["run_dir"]))
   return None
@@ -248,7 +251,7 @@ def memorisation_check(name: str, samples: np.ndarray, train: np.ndarray, heldou
 
 
 def evaluate_model(f, model: str, trained: dict, prepared: dict, space, embedded: dict,
-                   dataset, out_dir: str) -> dict:
+                   inception, dataset, out_dir: str) -> dict:
   result = trained[model]
   samples = sample_run(result["run_dir"], f.num_samples, f.seed, batch_size=min(64, f.num_samples))
   samples = np.clip(np.asarray(samples, np.float32), 0.0, 1.0)
@@ -260,10 +263,8 @@ def evaluate_model(f, model: str, trained: dict, prepared: dict, space, embedded
   train, heldout = prepared["train"], prepared["test"]
   report["memorisation"] = memorisation_check(model, samples, train, heldout, space, embedded,
                                               out_dir, model)
-  weights = f.inception_weights or os.environ.get(feature_lib.INCEPTION_WEIGHTS_ENV, "")
-  if weights:
-    net = feature_lib.feature_net("inception_v3", weights=weights)
-    quality = image_quality(samples, dataset, (), net, jax.random.key(f.seed), lambda x: x,
+  if inception is not None:
+    quality = image_quality(samples, dataset, (), inception, jax.random.key(f.seed), lambda x: x,
                             data_seed=f.seed, reference_split="test")
     report["fid"], report["kid"] = quality["fid_inception_v3"], quality["kid_inception_v3"]
   return report
@@ -282,18 +283,21 @@ def main(argv):
   arrays = folder_lib.load_prepared_arrays(data_path)
   prepared = {"train": arrays["train_x"].astype(np.float32) / 255.0,
               "test": arrays["test_x"].astype(np.float32) / 255.0}
-  dataset = load_dataset(model_config(f, f.models[0], data_path, manifest["num_train"]).data)
-  space = feature_space(f, trained)
+  weights = inception_weights(f)
+  inception = feature_lib.feature_net("inception_v3", weights=weights) if weights else None
+  # FID/KID's reference images: the prepared folder as a dataset (only with Inception weights).
+  dataset = (load_dataset(model_config(f, f.models[0], data_path, manifest["num_train"]).data)
+             if inception is not None else None)
+  space = feature_space(inception, trained)
   embedded: dict = {}
-  reports = [evaluate_model(f, m, trained, prepared, space, embedded, dataset, out_dir)
+  reports = [evaluate_model(f, m, trained, prepared, space, embedded, inception, dataset, out_dir)
              for m in f.models]
   heldout_grid = paintings_gallery.image_grid(prepared["test"][:f.num_samples],
                                               os.path.join(out_dir, "heldout.png"))
   style_grids = paintings_gallery.style_grids(arrays, out_dir)
   results = {"manifest": manifest, "models": reports, "heldout_grid": heldout_grid,
              "style_grids": style_grids,
-             "fid": ("FID/KID with Inception-v3" if (f.inception_weights or os.environ.get(
-                 feature_lib.INCEPTION_WEIGHTS_ENV)) else
+             "fid": ("FID/KID with Inception-v3" if inception is not None else
                      "absent: no Inception weights given (--inception_weights or "
                      f"${feature_lib.INCEPTION_WEIGHTS_ENV})"),
              "feature_space": space.name if space else "none (train the vae or give Inception weights)",

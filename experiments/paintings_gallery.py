@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from gen_jax.training import plots
+from gen_jax.training.workdir import write_text_atomic
 
 STATUS_SCRIPT = """<script>
 window.addEventListener("error", function (e) {  // script errors (an image's does not bubble here)
@@ -211,8 +212,5 @@ def write_gallery(workdir: str, results: dict, trained: dict) -> str:
                         f"{m['near_copy_fraction']:.1%}"))
   parts.append("</body></html>")
   index = os.path.join(workdir, "index.html")
-  tmp = index + f".tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as fh:
-    fh.write("\n".join(parts))
-  os.replace(tmp, index)
+  write_text_atomic(index, "\n".join(parts))
   return index

@@ -759,10 +759,12 @@ def paintings_table(runs_dir: str) -> str:
         f"{r['batch_size']} | {r['train_seconds'] / 60:.1f} min | {pixels['sample_nn_median']:.2f} / "
         f"{pixels['heldout_nn_median']:.2f} | {pixels['near_copy_fraction']:.1%} | {latent} |")
   photos = os.path.join(runs_dir, PAINTINGS_PHOTOS)
+  size = manifest["settings"]["image_size"]
   lines.append(
-      f"\n{manifest['num_train']:,} training and {manifest['num_test']:,} held-out squares of 32x32 from "
-      f"{manifest['num_pictures']} photographs; the whole command (preparation, the three trainings "
-      f"and their evaluations, samples, memorisation checks, gallery) took "
+      f"\n{manifest['num_train']:,} training and {manifest['num_test']:,} held-out squares of "
+      f"{size}x{size} from {manifest['num_pictures']} photographs; the whole command (preparation, "
+      f"the {len(results['models'])} trainings and their evaluations, samples, memorisation checks, "
+      "gallery) took "
       f"{results['total_seconds'] / 60:.1f} min: `python -m experiments.photo_folder --output={photos} && "
       f"python -m experiments.paintings --images={photos} --workdir={workdir} {PAINTINGS_FLAGS}`")
   return "\n".join(lines)

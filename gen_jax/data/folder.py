@@ -158,6 +158,11 @@ def list_files(folder) -> list[pathlib.Path]:
   return files
 
 
+def style_of(relative: pathlib.Path) -> str:
+  """A picture's style: its first-level sub-folder ("" for a picture at the top level)."""
+  return relative.parts[0] if len(relative.parts) > 1 else ""
+
+
 def warn(message: str):
   print(f"warning: {message}", file=sys.stderr)
 
@@ -175,8 +180,7 @@ def prepare_folder(folder, image_size: int, layout: str = "crop", tile_size: int
     raise FolderError(f"test_fraction={test_fraction} must lie strictly between 0 and 1")
   root = pathlib.Path(folder)
   files = list_files(root)
-  styles = sorted({p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else ""
-                   for p in files})
+  styles = sorted({style_of(p.relative_to(root)) for p in files})
   examples, labels, sources, skipped = [], [], [], []
   num_pictures = 0
   for path in (progress(files) if progress else files):
@@ -189,8 +193,7 @@ def prepare_folder(folder, image_size: int, layout: str = "crop", tile_size: int
       warn(f"skipped {relative}: {err}")
       skipped.append(Skipped(relative, str(err)))
       continue
-    parts = path.relative_to(root).parts
-    style = styles.index(parts[0] if len(parts) > 1 else "")
+    style = styles.index(style_of(path.relative_to(root)))
     cut = squares(picture, layout, image_size, tile_size)
     if not cut:
       reason = f"{picture.shape[1]}x{picture.shape[0]} pixels holds no {tile_size}-pixel tile"

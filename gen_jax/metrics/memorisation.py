@@ -16,15 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.metrics import sample_metrics
+
 CHUNK = 256
 COPY_QUANTILE = 0.05
 
 
-@jax.jit
-def _chunk_distances(queries, references, reference_norms):
-  """Squared distances (chunk, M) by ||q||² + ||r||² − 2 q·r, floored at 0."""
-  q_norms = jnp.sum(queries * queries, axis=1, keepdims=True)
-  return jnp.maximum(q_norms + reference_norms[None] - 2.0 * queries @ references.T, 0.0)
+# One compiled program for every chunk (chunks are padded to CHUNK rows).
+chunk_sq_distances = jax.jit(sample_metrics.pairwise_sq_distances)
 
 
 def nearest_neighbours(queries, references, k: int = 1, chunk: int = CHUNK):
@@ -35,12 +34,11 @@ def nearest_neighbours(queries, references, k: int = 1, chunk: int = CHUNK):
   if queries.shape[1] != references.shape[1]:
     raise ValueError(f"queries have {queries.shape[1]} dimensions, references {references.shape[1]}")
   k = min(k, references.shape[0])
-  norms = jnp.sum(references * references, axis=1)
   distances, indices = [], []
   for start in range(0, len(queries), chunk):
     block = queries[start:start + chunk]
     padded = np.concatenate([block, np.zeros((chunk - len(block), block.shape[1]), np.float32)])
-    d2 = np.asarray(_chunk_distances(jnp.asarray(padded), references, norms))[:len(block)]
+    d2 = np.asarray(chunk_sq_distances(jnp.asarray(padded), references))[:len(block)]
     order = np.argsort(d2, axis=1)[:, :k]
     indices.append(order)
     distances.append(np.sqrt(np.take_along_axis(d2, order, axis=1)))

@@ -86,19 +86,20 @@ def inception_score_from_logits(logits, num_splits: int = 10):
   return jnp.mean(scores), jnp.std(scores)
 
 
-def _pairwise_sq_distances(x, y):
+def pairwise_sq_distances(x, y):
+  """||x_i − y_j||² as ||x_i||² + ||y_j||² − 2 x_i·y_j (N, M), floored at 0."""
   return jnp.maximum(jnp.sum(x * x, 1)[:, None] + jnp.sum(y * y, 1)[None, :] - 2.0 * x @ y.T, 0.0)
 
 
 def knn_radii(features, k: int = PRECISION_RECALL_K):
   """Squared distance from each point to its k-th nearest other point."""
-  d = _pairwise_sq_distances(features, features)
+  d = pairwise_sq_distances(features, features)
   return jnp.sort(d, axis=1)[:, k]  # column 0 is the point itself
 
 
 def coverage_fraction(manifold, radii, queries):
   """Fraction of queries inside at least one ball B(manifold_i, radius_i)."""
-  d = _pairwise_sq_distances(queries, manifold)
+  d = pairwise_sq_distances(queries, manifold)
   return jnp.mean(jnp.any(d <= radii[None, :], axis=1))
 
 

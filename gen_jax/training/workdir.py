@@ -78,12 +78,17 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def write_json_atomic(path: str, record, **kwargs):
-  """Writes JSON to a temporary file, then renames it over `path`: a reader never sees half."""
+def write_text_atomic(path: str, text: str):
+  """Writes `text` to a temporary file, then renames it over `path`: a reader never sees half."""
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2, **kwargs)
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, record, **kwargs):
+  """`record` as indented JSON, written atomically (`write_text_atomic`)."""
+  write_text_atomic(path, json.dumps(record, indent=2, **kwargs))
 
 
 def write_config(workdir: str, config):
@@ -128,10 +133,7 @@ def truncate_metrics(workdir: str, step: int):
     except (ValueError, KeyError):  # a torn last line from a killed run
       continue
   if len(kept) != len(lines):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))
 
 
 LOCK_FILE = ".lock"
